@@ -1,0 +1,37 @@
+# LungSeg: `make run` starts the app and the web page; `make test` runs the tests.
+# Each target sets up what it needs (a .venv, the page's npm packages, Debian's chromium).
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+
+.PHONY: run test setup browser bench clean
+
+run: setup
+	$(PY) scripts/start.py
+
+test: setup browser
+	$(PY) -m pytest -q
+
+setup: .venv/.installed web/vendor/.installed
+
+.venv/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+web/vendor/.installed: web/package.json web/package-lock.json web/scripts/vendor.mjs
+	cd web && npm ci --no-audit --no-fund && node scripts/vendor.mjs
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright's own browser download needs internet).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
+
+bench: setup
+	$(PY) bench/bench_inference.py
+
+clean:
+	rm -rf .venv web/node_modules web/vendor runs reports

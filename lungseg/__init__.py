@@ -1,0 +1,14 @@
+"""LungSeg: lung segmentation of chest X-rays with VGG19 features.
+
+    from lungseg import Segmenter
+    mask = Segmenter.load().predict("xray.png")   # (H, W) uint8, 1 = lung
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI
+
+from .imageio import ImageError, read_image, read_mask  # noqa: E402
+from .inference import Segmenter  # noqa: E402
+
+__all__ = ["Segmenter", "ImageError", "read_image", "read_mask"]
+__version__ = "0.1.0"

@@ -1,0 +1,53 @@
+"""A saved model: ``model.keras`` plus ``card.json``, the metadata every consumer reads.
+
+The card says what the model is (name, version, architecture, input size), how to turn its
+probabilities into a mask (threshold, clean-up), and how it was trained and scored. The
+Python API, the CLI, the Streamlit app and the TF.js export all read these values from the
+card, so none of them is written twice.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from . import layers, losses  # noqa: F401  (registers the custom objects the .keras file names)
+
+#: The committed models, shipped inside the package.
+PACKAGED = Path(__file__).parent / "weights"
+DEFAULT_MODEL = PACKAGED / "default"
+SEED_MODEL = PACKAGED / "seed"
+
+MODEL_FILE, CARD_FILE = "model.keras", "card.json"
+
+
+def resolve(path: str | Path) -> Path:
+    """The folder of a saved model, given the folder or its model.keras file."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".keras" else path
+    if not (folder / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{path}: no {MODEL_FILE} there")
+    return folder
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of a saved model (folder or model.keras path)."""
+    card_path = resolve(path) / CARD_FILE
+    return json.loads(card_path.read_text()) if card_path.is_file() else {}
+
+
+def load(path: str | Path = DEFAULT_MODEL) -> tuple[keras.Model, dict]:
+    """Load a saved model and its card (inference only; no optimizer state)."""
+    folder = resolve(path)
+    model = keras.models.load_model(folder / MODEL_FILE, compile=False)
+    return model, read_card(folder)
+
+
+def save(model: keras.Model, card: dict, folder: str | Path) -> Path:
+    """Write ``model`` (without optimizer state) and ``card`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE, include_optimizer=False)
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    return folder

@@ -1,0 +1,71 @@
+"""The one inference API: ``Segmenter`` serves the CLI, the Streamlit app and the tests.
+
+    from lungseg import Segmenter
+    seg = Segmenter.load()            # the committed default model
+    mask = seg.predict("xray.png")    # (H, W) uint8, 1 = lung, at the image's own size
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from . import bundle
+from .imageio import ImageInput, read_image
+from .postprocess import clean_mask
+
+
+class Segmenter:
+    """A loaded model with its card's threshold and clean-up settings."""
+
+    def __init__(self, model, card: dict):
+        self.model = model
+        self.card = card
+        self.threshold = float(card.get("threshold", 0.5))
+        post = card.get("postprocess", {})
+        self.keep_regions = int(post.get("keep_largest", 0))
+        self.fill_holes = bool(post.get("fill_holes", False))
+
+    @classmethod
+    def load(cls, path: str | Path = bundle.DEFAULT_MODEL) -> "Segmenter":
+        """Load a saved model folder (default: the committed default model)."""
+        return cls(*bundle.load(path))
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.model.name)
+
+    def predict_proba(self, image: ImageInput) -> np.ndarray:
+        """Lung probability per pixel, float32 (H, W) at the image's own size."""
+        return self.predict_proba_batch([image])[0]
+
+    def predict_proba_batch(self, images: Iterable[ImageInput], batch_size: int = 8) -> list[np.ndarray]:
+        """Probabilities for many images; same-size images run together in batches."""
+        arrays = [read_image(i) for i in images]
+        out: list[np.ndarray | None] = [None] * len(arrays)
+        by_size: dict[tuple, list[int]] = {}
+        for index, array in enumerate(arrays):
+            by_size.setdefault(array.shape, []).append(index)
+        for indices in by_size.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                batch = np.stack([arrays[i] for i in chunk]).astype(np.float32)
+                probs = np.asarray(self.model(batch, training=False))[..., 0]
+                for i, prob in zip(chunk, probs):
+                    out[i] = prob
+        return out
+
+    def to_mask(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Threshold a probability map and apply the card's clean-up: (H, W) uint8 0/1."""
+        mask = (proba >= (self.threshold if threshold is None else threshold)).astype(np.uint8)
+        return clean_mask(mask, self.keep_regions, self.fill_holes)
+
+    def predict(self, image: ImageInput, threshold: float | None = None) -> np.ndarray:
+        """The lung mask of one image: (H, W) uint8, 1 = lung, at the image's own size."""
+        return self.to_mask(self.predict_proba(image), threshold)
+
+    def predict_batch(self, images: Iterable[ImageInput], threshold: float | None = None,
+                      batch_size: int = 8) -> list[np.ndarray]:
+        """Lung masks for many images (each at its own size)."""
+        return [self.to_mask(p, threshold) for p in self.predict_proba_batch(images, batch_size)]

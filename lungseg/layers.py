@@ -1,0 +1,62 @@
+"""The model's own preprocessing and resizing layers.
+
+They are part of every saved and exported model, so Python and the browser feed the same
+raw 0-255 RGB pixels and cannot drift: resizing to the model's input size and VGG's
+"caffe" normalisation happen inside the graph (as ResizeBilinear, Sub and a channel flip,
+which TensorFlow.js runs exactly).
+"""
+import keras
+import tensorflow as tf
+
+#: ImageNet channel means in BGR order, as keras.applications.vgg19.preprocess_input uses.
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="lungseg")
+class Preprocess(keras.layers.Layer):
+    """Raw RGB pixels (0-255, any size) -> the VGG input: resized to size x size, BGR, mean-free."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, image):
+        image = tf.image.resize(image, (self.size, self.size), method="bilinear")
+        return image[..., ::-1] - tf.constant(IMAGENET_MEAN_BGR, dtype=image.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, 3)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+@keras.saving.register_keras_serializable(package="lungseg")
+class Resize(keras.layers.Layer):
+    """Bilinear resize of a feature map to a fixed size (exports as one ResizeBilinear op)."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, x):
+        return tf.image.resize(x, (self.size, self.size), method="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+@keras.saving.register_keras_serializable(package="lungseg")
+class ResizeLike(keras.layers.Layer):
+    """Bilinear resize of ``x`` to the height and width of ``reference`` (the input image)."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        return tf.image.resize(x, tf.shape(reference)[1:3], method="bilinear")
+
+    def compute_output_shape(self, input_shapes):
+        x, reference = input_shapes
+        return (x[0], reference[1], reference[2], x[-1])

@@ -1,0 +1,62 @@
+"""Figures: lung overlays, training curves and the worst-cases grid (matplotlib, Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+LUNG_RGB = (0, 200, 255)
+MISSED_RGB = (255, 64, 64)     # lung the model missed
+EXTRA_RGB = (255, 200, 0)      # non-lung the model called lung
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.4,
+            color: tuple[int, int, int] = LUNG_RGB) -> np.ndarray:
+    """The (H, W, 3) uint8 image with ``mask`` (H, W, 0/1) tinted in ``color``."""
+    out = image.astype(np.float32).copy()
+    tint = np.array(color, np.float32)
+    selected = mask.astype(bool)
+    out[selected] = (1 - opacity) * out[selected] + opacity * tint
+    return out.round().astype(np.uint8)
+
+
+def difference_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+                       opacity: float = 0.6) -> np.ndarray:
+    """Missed lung (in truth, not predicted) and extra lung (predicted, not in truth) tinted apart."""
+    missed = truth.astype(bool) & ~pred.astype(bool)
+    extra = pred.astype(bool) & ~truth.astype(bool)
+    return overlay(overlay(image, missed, opacity, MISSED_RGB), extra, opacity, EXTRA_RGB)
+
+
+def training_curves(history: list[dict], path: str | Path) -> None:
+    """Loss and validation Dice/IoU per epoch, saved as a PNG."""
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(epochs, [row["loss"] for row in history], marker="o", label="train loss")
+    left.set_xlabel("epoch"), left.set_title("loss"), left.legend()
+    for key in ("val_dice", "val_iou"):
+        if key in history[0]:
+            right.plot(epochs, [row[key] for row in history], marker="o", label=key)
+    right.set_xlabel("epoch"), right.set_title("validation"), right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def case_grid(cases: list[dict], path: str | Path) -> None:
+    """A row per case: image, truth, prediction (with Dice); cases hold image/truth/pred/title."""
+    fig, axes = plt.subplots(len(cases), 3, figsize=(7.5, 2.6 * len(cases)), squeeze=False)
+    for row, case in zip(axes, cases):
+        row[0].imshow(case["image"]), row[0].set_title(case["title"], fontsize=8)
+        row[1].imshow(overlay(case["image"], case["truth"])), row[1].set_title("truth", fontsize=8)
+        row[2].imshow(difference_overlay(case["image"], case["truth"], case["pred"]))
+        row[2].set_title("prediction (red missed, yellow extra)", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

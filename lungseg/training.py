@@ -1,0 +1,177 @@
+"""Training a model on a dataset folder: seeded, augmented, checkpointed, resumable.
+
+    python -m lungseg train --data ../shared/data/covidqu-ex/Train \
+        --val ../shared/data/covidqu-ex/Val --out runs/context
+
+Writes into ``--out``: ``checkpoints/last.keras`` every epoch (a rerun resumes from it),
+``best/`` (the model with the best validation Dice, with its card), ``history.json`` and
+``curves.png``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+from tqdm.keras import TqdmCallback
+
+from . import bundle, losses, metrics, plots
+from .augment import make_augmenter
+from .backbone import load_vgg19_weights
+from .datasets import Sample, find_samples
+from .imageio import read_image
+from .models import ARCHITECTURES
+
+log = logging.getLogger(__name__)
+
+TRAIN_SIZE = 256        # images and masks are brought to this size to be batched
+SEED = 1234
+DEFAULTS = {  # per architecture: epochs, batch size, learning rate, loss
+    "seed": dict(epochs=4, batch_size=16, learning_rate=1e-3, loss="bce_loss"),
+    "context": dict(epochs=10, batch_size=8, learning_rate=2e-3, loss="bce_dice_loss"),
+}
+THRESHOLD = 0.5
+POSTPROCESS = {"keep_largest": 2, "fill_holes": True}
+
+
+def load_arrays(samples: list[Sample], size: int = TRAIN_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Images as (N, size, size, 3) uint8 and masks as (N, size, size, 1) float32 0/1."""
+    images = np.zeros((len(samples), size, size, 3), np.uint8)
+    masks = np.zeros((len(samples), size, size, 1), np.float32)
+    for i, sample in enumerate(tqdm(samples, desc="loading", unit="img", leave=False)):
+        image, mask = read_image(sample.image), sample.read_mask()
+        if image.shape[:2] != (size, size):
+            image = tf.image.resize(image, (size, size)).numpy().round().clip(0, 255)
+            mask = tf.image.resize(mask[..., None], (size, size), method="nearest").numpy()[..., 0]
+        images[i], masks[i, ..., 0] = image, mask
+    return images, masks
+
+
+def dataset(images, masks, batch_size: int, augment=None, shuffle_seed: int | None = None):
+    """A tf.data pipeline over in-memory arrays, shuffled and augmented when asked."""
+    ds = tf.data.Dataset.from_tensor_slices((images, masks))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if augment is not None:
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class ValidationDice(keras.callbacks.Callback):
+    """After each epoch, score thresholded masks on validation images (lungseg.metrics)."""
+
+    def __init__(self, images, masks):
+        super().__init__()
+        self.images, self.truth = images, masks[..., 0].astype(np.uint8)
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.images.astype(np.float32), batch_size=16, verbose=0)
+        rows = [metrics.score(t, (p[..., 0] >= THRESHOLD)) for t, p in zip(self.truth, probs)]
+        summary = metrics.summarize(rows)
+        logs.update({f"val_{k}": summary[k] for k in ("dice", "iou", "accuracy")})
+
+
+class SaveHistory(keras.callbacks.Callback):
+    """Append each epoch's logs (with its wall time) to history.json and redraw curves.png."""
+
+    def __init__(self, out: Path, history: list[dict]):
+        super().__init__()
+        self.out, self.history = out, history
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "seconds": round(time.time() - self.started, 1)}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.history.append(row)
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+        plots.training_curves(self.history, self.out / "curves.png")
+
+
+def train(data: str | Path, out: str | Path, val: str | Path | None = None,
+          architecture: str = "context", backbone_weights: str = "imagenet",
+          epochs: int | None = None, batch_size: int | None = None,
+          learning_rate: float | None = None, limit: int | None = None,
+          val_limit: int | None = 120, seed: int = SEED, name: str | None = None) -> dict:
+    """Train ``architecture`` on ``data`` (validating on ``val``), resuming from ``out`` if it holds a run.
+
+    Returns the summary (best epoch, validation figures, time) also written to the card.
+    """
+    settings = DEFAULTS[architecture]
+    epochs = epochs or settings["epochs"]
+    batch_size = batch_size or settings["batch_size"]
+    learning_rate = learning_rate or settings["learning_rate"]
+    out = Path(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+
+    rng = np.random.default_rng(seed)
+    train_samples = find_samples(data)
+    if limit:
+        train_samples = [train_samples[i] for i in sorted(rng.permutation(len(train_samples))[:limit])]
+    val_samples = find_samples(val) if val else []
+    if val_samples and val_limit:
+        val_samples = [val_samples[i] for i in sorted(rng.permutation(len(val_samples))[:val_limit])]
+    log.info("training on %d images, validating on %d", len(train_samples), len(val_samples))
+    train_x, train_y = load_arrays(train_samples)
+
+    history_path, last = out / "history.json", out / "checkpoints" / "last.keras"
+    history = json.loads(history_path.read_text()) if history_path.exists() and last.exists() else []
+    if history:
+        model = keras.models.load_model(last)
+        log.info("resuming %s after epoch %d", last, len(history))
+    else:
+        model = ARCHITECTURES[architecture]()
+        load_vgg19_weights(model, backbone_weights)
+        steps = epochs * int(np.ceil(len(train_x) / batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=getattr(losses, settings["loss"]))
+
+    callbacks = [TqdmCallback(verbose=1)]
+    if val_samples:
+        val_x, val_y = load_arrays(val_samples)
+        callbacks.append(ValidationDice(val_x, val_y))
+    callbacks += [
+        SaveHistory(out, history),
+        keras.callbacks.ModelCheckpoint(last),
+        keras.callbacks.ModelCheckpoint(out / "checkpoints" / "best.keras", save_best_only=True,
+                                        monitor="val_dice" if val_samples else "loss",
+                                        mode="max" if val_samples else "min"),
+    ]
+    started = time.time()
+    model.fit(dataset(train_x, train_y, batch_size, make_augmenter(seed), shuffle_seed=seed),
+              epochs=epochs, initial_epoch=len(history), callbacks=callbacks, verbose=0)
+
+    key = "val_dice" if val_samples else "loss"
+    best = (max if val_samples else min)(history, key=lambda r: r[key])
+    summary = {
+        "best_epoch": best["epoch"], "epochs": len(history),
+        "train_images": len(train_x), "val_images": len(val_samples),
+        "val_dice_at_best": best.get("val_dice"),
+        "training_seconds": round(sum(r["seconds"] for r in history)),
+        "this_run_seconds": round(time.time() - started),
+        "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+        "augmentation": "rotation, zoom, shift, gamma, contrast, brightness",
+    }
+    best_model = keras.models.load_model(out / "checkpoints" / "best.keras", compile=False)
+    card = {
+        "name": name or f"lungseg-{architecture}", "version": time.strftime("%Y.%m.%d"),
+        "architecture": architecture, "input_size": int(best_model.get_layer("preprocess").size),
+        "input": "raw RGB pixels 0-255, any size (resized and VGG-normalised inside the model)",
+        "output": "lung probability per pixel at the input's size",
+        "threshold": THRESHOLD, "postprocess": POSTPROCESS if architecture != "seed" else {},
+        "backbone": "VGG19 (ImageNet), block1_conv1 .. as used, frozen",
+        "training": summary,
+    }
+    bundle.save(best_model, card, out / "best")
+    log.info("done: %s", json.dumps(summary))
+    return summary

@@ -1,0 +1,37 @@
+"""Shared test fixtures: paths, the real X-rays in ../shared, and Debian's Chromium for Playwright."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "covidqu-ex"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+requires_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real X-rays not found at {DATA}")
+
+
+def val_images(count: int, group: str = "*") -> list[Path]:
+    """The first ``count`` Val X-rays of ``group`` (sorted by name, so every run uses the same)."""
+    return sorted(DATA.glob(f"Val/{group}/images/*.png"))[:count]
+
+
+def mask_of(image: Path) -> Path:
+    """The manual lung mask file of a COVID-QU-Ex X-ray."""
+    return image.parent.parent / "lung masks" / image.name
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Drive Debian's chromium (Playwright cannot download its own browser here)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"chromium not installed at {CHROMIUM}")
+        pytest.skip("browser tests need Debian's chromium (make browser)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    }
