@@ -1,0 +1,50 @@
+"""The in-browser half of the server-vs-browser comparison: a bidirectional Streamlit component.
+
+The component's files are the web page's own: it is declared with ``path=web/`` so Streamlit
+serves web/js/segmenter.js, web/vendor (TF.js) and web/model from
+``/component/<name>/...``. Streamlit's iframe would open ``index.html`` (the static page), so
+``url`` points the iframe at ``component/<name>/component.html`` instead, relative to the app's
+address (this keeps a ``server.baseUrlPath`` working). The page runs the shipped web model on
+the X-ray Python sends it and returns the browser's mask as run lengths plus its timings.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import streamlit.components.v1 as components
+
+from lungseg.imageio import encode_png
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+NAME = "lungseg_browser"
+FULL_NAME = f"{__name__}.{NAME}"
+BACKEND_ENV = "LUNGSEG_BROWSER_BACKEND"   # auto (default), wasm, webgl, webgpu, cpu
+
+
+def web_missing() -> list[str]:
+    """What the in-browser comparison needs from web/ and does not find."""
+    need = ["component.html", "js/segmenter.js", "model/model.json", "vendor/tf.min.js"]
+    return [f"web/{p}" for p in need if not (WEB_DIR / p).is_file()]
+
+
+def web_model_meta() -> dict:
+    try:
+        return json.loads((WEB_DIR / "model" / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def browser_segment(image, threshold: float, token: str, key: str):
+    """Render the component for one decoded X-ray (uint8 H, W, 3); returns its last value or None.
+
+    The value is a dict: token, width, height, rle (run lengths, see app.analysis.rle_decode),
+    ms (warm run), first_ms, load_ms, backend, or error.
+    """
+    component = components.declare_component(
+        NAME, path=str(WEB_DIR), url=f"component/{FULL_NAME}/component.html")
+    png = base64.b64encode(encode_png(image)).decode("ascii")
+    return component(image_png=png, threshold=float(threshold), token=token,
+                     backend=os.environ.get(BACKEND_ENV, "auto"), key=key, default=None)
