@@ -5,7 +5,7 @@
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of the CLI
 
 from .imageio import ImageError, read_image, read_mask  # noqa: E402
 from .inference import Segmenter  # noqa: E402

@@ -7,6 +7,7 @@ images stretched from their own min..max to 0..255, alpha dropped, grey copied t
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -40,7 +41,8 @@ def _open(source: str | Path | bytes) -> Image.Image:
             raise ImageError(f"{name}: the file is empty (0 bytes).")
         stream = path.open("rb")
     try:
-        with stream:
+        with stream, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
             image = Image.open(stream)
             if image.width * image.height > MAX_PIXELS:
                 raise ImageError(

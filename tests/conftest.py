@@ -35,3 +35,10 @@ def browser_type_launch_args(browser_type_launch_args):
         "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     }
+
+
+@pytest.fixture(scope="session")
+def segmenter():
+    """The committed default model, loaded once for the whole test session."""
+    from lungseg import Segmenter
+    return Segmenter.load()

@@ -1,0 +1,94 @@
+"""Model shapes, in-model preprocessing, VGG19 weight loading, and real training steps."""
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import DATA, ROOT, requires_data, val_images
+from lungseg import bundle, losses
+from lungseg.backbone import load_vgg19_weights
+from lungseg.imageio import read_image
+from lungseg.models import ARCHITECTURES, build_context, build_seed
+from lungseg.training import dataset, load_arrays, train
+
+WEIGHTS = ROOT.parent / "shared" / "weights" / "vgg19_imagenet_block1-3.npz"
+requires_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"no VGG19 weights at {WEIGHTS}")
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("shape", [(256, 256), (300, 180), (97, 131)])
+def test_any_input_size_gives_probabilities_at_that_size(name, shape):
+    model = ARCHITECTURES[name]()
+    image = np.random.default_rng(0).uniform(0, 255, (2, *shape, 3)).astype(np.float32)
+    out = np.asarray(model(image))
+    assert out.shape == (2, *shape, 1)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_preprocessing_inside_the_model_matches_keras_vgg19():
+    model = build_seed(input_size=64)
+    preprocess = keras.Model(model.input, model.get_layer("preprocess").output)
+    image = np.random.default_rng(1).uniform(0, 255, (1, 128, 96, 3)).astype(np.float32)
+    expected = keras.applications.vgg19.preprocess_input(tf.image.resize(image, (64, 64)).numpy())
+    np.testing.assert_allclose(np.asarray(preprocess(image)), expected, atol=1e-4)
+
+
+def test_seed_model_is_the_original_method():
+    model = build_seed()
+    assert model.get_layer("preprocess").size == 48
+    assert model.get_layer("dense_512").kernel.shape == (1, 1, 64, 512)
+    assert model.get_layer("dense_512").activation.__name__ == "tanh"
+    assert model.get_layer("dropout").rate == 0.3
+    assert model.get_layer("dense_2").kernel.shape == (1, 1, 512, 2)
+    vgg = [layer.name for layer in model.layers if layer.name.startswith("block")]
+    assert vgg == ["block1_conv1", "block1_conv2"]
+
+
+@requires_weights
+def test_vgg19_weights_load_from_the_npz_file():
+    model = build_context()
+    assert load_vgg19_weights(model, WEIGHTS) == 5
+    kernel, bias = model.get_layer("block1_conv1").get_weights()
+    check = [0.341195, 0.339992, -0.0448442, 0.232159, 0.0897821, -0.303314, -0.0726092,
+             -0.246675, -0.336833]
+    np.testing.assert_allclose(kernel[:, :, 0, 0].ravel(), check, rtol=1e-5)
+    np.testing.assert_allclose(bias[:3], [0.7301776, 0.06493629, 0.03428847], rtol=1e-6)
+    assert not model.get_layer("block3_conv1").trainable
+
+
+@requires_data
+@requires_weights
+def test_real_training_steps_lower_the_loss():
+    keras.utils.set_random_seed(0)
+    from lungseg.datasets import find_samples
+    samples = find_samples(DATA / "Train")[::400][:8]
+    images, masks = load_arrays(samples)
+    model = build_context()
+    load_vgg19_weights(model, WEIGHTS)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=losses.bce_dice_loss)
+    batch = dataset(images, masks, batch_size=8)
+    before = model.evaluate(batch, verbose=0)
+    model.fit(batch, epochs=6, verbose=0)
+    after = model.evaluate(batch, verbose=0)
+    assert after < 0.8 * before, (before, after)
+
+
+@requires_data
+@requires_weights
+def test_train_pipeline_writes_a_run_and_resumes(tmp_path):
+    common = dict(data=DATA / "Train", out=tmp_path, val=DATA / "Val", architecture="seed",
+                  backbone_weights=str(WEIGHTS), limit=16, val_limit=4, batch_size=8)
+    first = train(epochs=1, **common)
+    assert first["epochs"] == 1
+    second = train(epochs=2, **common)          # resumes after epoch 1
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2] and second["epochs"] == 2
+    assert {"loss", "val_dice", "val_iou", "seconds"} <= set(history[0])
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    model, card = bundle.load(tmp_path / "best")
+    assert card["architecture"] == "seed" and card["input_size"] == 48
+    image = read_image(val_images(1)[0])
+    assert model(image[None].astype(np.float32)).shape == (1, 256, 256, 1)
