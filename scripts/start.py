@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Start LungSeg's two local servers together: the Streamlit app and the static web page.
+
+    .venv/bin/python scripts/start.py [--port 8501] [--web-port 8502] [--address 127.0.0.1]
+
+Ports also come from env LUNGSEG_PORT / LUNGSEG_WEB_PORT (flags win). The app links to the web
+page at LUNGSEG_WEB_URL, by default this script's web page address. Ctrl-C stops both; if
+either server exits, the other is stopped too and the script exits with its status.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LUNGSEG_PORT", 8501)),
+                        help="Streamlit app port (env LUNGSEG_PORT, default 8501)")
+    parser.add_argument("--web-port", type=int,
+                        default=int(os.environ.get("LUNGSEG_WEB_PORT", 8502)),
+                        help="static web page port (env LUNGSEG_WEB_PORT, default 8502)")
+    parser.add_argument("--address", default=os.environ.get("LUNGSEG_ADDRESS", "127.0.0.1"),
+                        help="address both servers listen on (default 127.0.0.1)")
+    parser.add_argument("--no-web", action="store_true", help="start only the Streamlit app")
+    return parser.parse_args(argv)
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def stop(processes: dict[str, subprocess.Popen], grace: float = 8.0) -> None:
+    """SIGTERM each server's process group, then SIGKILL what is left after ``grace`` seconds."""
+    for process in processes.values():
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    host = "127.0.0.1" if args.address in ("0.0.0.0", "") else args.address
+    app_url = f"http://{host}:{args.port}/"
+    web_url = f"http://{host}:{args.web_port}/"
+    env = dict(os.environ)
+    serve = ROOT / "web" / "serve.py"
+    run_web = not args.no_web and serve.is_file()
+    if run_web:
+        env.setdefault("LUNGSEG_WEB_URL", web_url)
+
+    commands = {
+        "app": [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+                "--server.headless", "true", "--server.address", args.address,
+                "--server.port", str(args.port), "--browser.gatherUsageStats", "false"],
+    }
+    if run_web:
+        commands["web"] = [sys.executable, str(serve), "--port", str(args.web_port)]
+    elif not args.no_web:
+        print(f"note: {serve.relative_to(ROOT)} not found; starting only the Streamlit app.",
+              flush=True)
+
+    processes: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for name, command in commands.items():
+            # Own process groups: Ctrl-C reaches this script, which stops both servers in order.
+            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        print(f"LungSeg app (server-side inference): {app_url}", flush=True)
+        if run_web:
+            print(f"LungSeg web page (in-browser, nothing uploaded): {web_url}", flush=True)
+        print("Ctrl-C stops both.", flush=True)
+        checks = {"app": app_url + "_stcore/health"}
+        if run_web:
+            checks["web"] = web_url
+        for name, url in checks.items():
+            while not stopping and processes[name].poll() is None:
+                if wait_ready(url, processes[name], timeout=1.0):
+                    print(f"{name} ready: {url.removesuffix('_stcore/health')}", flush=True)
+                    break
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    print(f"{name} server exited with status {process.returncode}; stopping.",
+                          flush=True)
+                    stop(processes)
+                    return process.returncode or 1
+            time.sleep(0.3)
+        print("Stopping…", flush=True)
+        return 0
+    finally:
+        stop(processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
