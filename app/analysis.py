@@ -129,7 +129,7 @@ def unique_stems(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for name in names:
-        stem = re.sub(r"[^\w.-]+", "_", PurePath(name).stem) or "xray"
+        stem = re.sub(r"[^\w.()\[\] +-]+", "_", PurePath(name).stem).strip(" .") or "xray"
         seen[stem] = seen.get(stem, 0) + 1
         out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return out
