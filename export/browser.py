@@ -1,0 +1,131 @@
+"""Run exported models in headless Chromium (Playwright) next to Keras: shared by
+``python -m export.parity``, bench/bench_web.py and the tests.
+
+The page side is web/js/segmenter.js itself, imported by a blank harness page served from the
+same origin as web/, so the browser runs exactly the code the page ships.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DATA = ROOT.parent / "shared" / "data" / "covidqu-ex"
+
+
+def load_serve():
+    """web/serve.py as a module (it is a stand-alone script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("lungseg_web_serve", WEB / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def vendor_ready() -> bool:
+    return (WEB / "vendor" / "tf.min.js").is_file()
+
+
+def val_images(count: int) -> list[Path]:
+    """``count`` Val X-rays, taken in turn from each class (sorted, so runs are repeatable)."""
+    groups = [sorted((g / "images").glob("*.png")) for g in sorted((DATA / "Val").glob("*")) if g.is_dir()]
+    picked, index = [], 0
+    while len(picked) < count and any(index < len(g) for g in groups):
+        picked += [g[index] for g in groups if index < len(g)]
+        index += 1
+    return picked[:count]
+
+
+@contextlib.contextmanager
+def browser_page(mounts: dict[str, Path] | None = None, isolate: bool = True):
+    """Serve web/ (+ ``mounts``) and open the harness in headless Chromium: yields (page, base URL)."""
+    from playwright.sync_api import sync_playwright
+
+    if not vendor_ready():
+        raise SystemExit("web/vendor/ is missing: cd web && npm ci && node scripts/vendor.mjs")
+    serve = load_serve()
+    server, base = serve.start(WEB, quiet=True, isolate=isolate,
+                               mounts={"/_export/": Path(__file__).parent, **(mounts or {})})
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(base + "_export/harness.html")
+                yield page, base
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+LOAD_JS = """async ({modelUrl, backend}) => {
+  const t0 = performance.now();
+  const { loadSegmenter } = await import('/js/segmenter.js');
+  if (window.seg) window.seg.dispose();
+  window.seg = await loadSegmenter({ modelUrl, backend });
+  return { backend: window.seg.backend, label: window.seg.backendLabel, notes: window.seg.notes,
+           loadMs: performance.now() - t0, meta: window.seg.meta,
+           isolated: globalThis.crossOriginIsolated };
+}"""
+
+SEGMENT_JS = """async ({rgb, width, height, repeats}) => {
+  const bytes = Uint8Array.from(atob(rgb), (c) => c.charCodeAt(0));
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  for (let i = 0; i < width * height; i++) {
+    rgba[4 * i] = bytes[3 * i]; rgba[4 * i + 1] = bytes[3 * i + 1]; rgba[4 * i + 2] = bytes[3 * i + 2]; rgba[4 * i + 3] = 255;
+  }
+  const image = new ImageData(rgba, width, height);
+  const times = [];
+  let out;
+  for (let k = 0; k < repeats; k++) { out = await window.seg.segment(image); times.push(out.ms); }
+  const mask = window.seg.mask(out.probability, out.width, out.height);
+  const b64 = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000)); return btoa(s); };
+  return { probability: b64(new Uint8Array(out.probability.buffer)), mask: b64(mask),
+           width: out.width, height: out.height, times, tensors: window.seg.tf.memory().numTensors };
+}"""
+
+
+def load_in_page(page, model_url: str, backend: str = "wasm") -> dict:
+    return page.evaluate(LOAD_JS, {"modelUrl": model_url, "backend": backend})
+
+
+def segment_in_page(page, rgb: np.ndarray, repeats: int = 1) -> dict:
+    """Run the loaded segmenter on an (H, W, 3) uint8 array: probability, mask, times (ms)."""
+    height, width = rgb.shape[:2]
+    out = page.evaluate(SEGMENT_JS, {"rgb": base64.b64encode(np.ascontiguousarray(rgb, np.uint8).tobytes()).decode(),
+                                     "width": width, "height": height, "repeats": repeats})
+    out["probability"] = np.frombuffer(base64.b64decode(out["probability"]), np.float32).reshape(height, width)
+    out["mask"] = np.frombuffer(base64.b64decode(out["mask"]), np.uint8).reshape(height, width)
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
+
+
+def source_model(metadata: dict) -> Path:
+    """The saved model folder an export came from (recorded in its metadata.json)."""
+    path = Path(metadata.get("source", {}).get("model_dir", "lungseg/weights/default"))
+    return path if path.is_absolute() else ROOT / path
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

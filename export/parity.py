@@ -1,0 +1,141 @@
+"""Parity: the exported model in headless Chromium (wasm) against Keras on real Val X-rays.
+
+    python -m export.parity                                  # web/model/ (what the page ships)
+    python -m export.parity --dtypes float32,float16,uint8   # export each to a temp dir, compare
+    python -m export.parity --images 8 --backend wasm
+
+Per image: max |probability difference| and the IoU of the final masks (threshold and clean-up
+applied on each side: lungseg/postprocess.py in Python, web/js/postprocess.js in the browser).
+The images are real Val X-rays plus one resized to an odd, non-square size (dynamic input).
+A precision passes when every mask IoU >= --min-iou (0.999). Exit status 1 if any fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .browser import DATA, ROOT, WEB, browser_page, iou, load_in_page, segment_in_page, source_model, val_images
+
+
+def test_inputs(count: int) -> list[tuple[str, np.ndarray]]:
+    from PIL import Image
+
+    from lungseg import read_image
+
+    paths = val_images(count)
+    inputs = [(p.name, read_image(p)) for p in paths]
+    if paths:   # the dynamic input size: an odd, non-square size
+        odd = np.asarray(Image.fromarray(inputs[0][1]).resize((301, 227), Image.BILINEAR))
+        inputs.append((f"{paths[0].stem}@301x227", odd))
+    return inputs
+
+
+def check(exports: dict, seg, inputs, keras_out, backend: str, min_iou: float, source: Path,
+          verbose: bool = True) -> dict:
+    """Run each exported folder in Chromium on ``inputs``; {name: (bytes, max diff, min IoU, ok)}."""
+    say = print if verbose else (lambda *a, **k: None)
+    mounts = {f"/_parity/{name}/": path for name, path in exports.items()}
+    summary = {}
+    with browser_page(mounts) as (page, base):
+        for name, path in exports.items():
+            info = load_in_page(page, f"/_parity/{name}/", backend)
+            size = json.loads((path / "metadata.json").read_text())["bytes"]
+            shown = source.relative_to(ROOT) if source.resolve().is_relative_to(ROOT) else source
+            say(f"\n== {name}: {size / 1e6:.2f} MB, backend {info['label']} vs Keras ({shown})")
+            say(f"{'image':34s} {'size':>9s} {'max|dp|':>9s} {'mask IoU':>9s}")
+            ious, diffs = [], []
+            for (image_name, rgb), (_, prob) in zip(inputs, keras_out):
+                out = segment_in_page(page, rgb)
+                diff = float(np.abs(out["probability"] - prob).max())
+                score = iou(out["mask"], seg.to_mask(prob))
+                ious.append(score)
+                diffs.append(diff)
+                say(f"{image_name:34s} {rgb.shape[1]:>4d}x{rgb.shape[0]:<4d} {diff:9.2e} {score:9.5f}")
+            ok = min(ious) >= min_iou
+            summary[name] = (size, max(diffs), min(ious), ok)
+            say(f"-> {name}: max |dp| {max(diffs):.2e}, min IoU {min(ious):.5f}: "
+                f"{'PASS' if ok else 'FAIL'} (IoU >= {min_iou} on every image)")
+    return summary
+
+
+def choose_dtype(source: Path, images: int = 6, backend: str = "wasm", min_iou: float = 0.999,
+                 candidates=("uint8", "float16")) -> tuple[str, dict]:
+    """The smallest precision whose browser masks match Keras (IoU >= min_iou on every image);
+    float32 when none does or when the check cannot run. Returns (dtype, figures)."""
+    from .browser import CHROMIUM, vendor_ready
+    from .convert import export_model
+
+    if not (DATA.is_dir() and vendor_ready() and Path(CHROMIUM).exists()):
+        print("parity check unavailable (needs ../shared data, web/vendor and chromium): using float32")
+        return "float32", {}
+    from lungseg import Segmenter
+
+    seg = Segmenter.load(source)
+    inputs = test_inputs(images)
+    keras_out = [(name, seg.predict_proba(rgb)) for name, rgb in inputs]
+    with tempfile.TemporaryDirectory(prefix="lungseg-auto-") as tmp:
+        exports = {}
+        for dtype in candidates:
+            exports[dtype] = Path(tmp) / dtype
+            export_model(source, exports[dtype], dtype, quiet=True)
+        summary = check(exports, seg, inputs, keras_out, backend, min_iou, source, verbose=False)
+    figures = {name: {"bytes": size, "max_prob_diff": round(diff, 6), "min_mask_iou": round(score, 6),
+                      "pass": ok} for name, (size, diff, score, ok) in summary.items()}
+    for name, f in figures.items():
+        print(f"  {name}: {f['bytes'] / 1e6:.2f} MB, max |dp| {f['max_prob_diff']:.2e}, "
+              f"min mask IoU {f['min_mask_iou']:.5f} on {len(inputs)} images: {'PASS' if f['pass'] else 'FAIL'}")
+    passing = [name for name in candidates if figures[name]["pass"]]
+    best = min(passing, key=lambda n: figures[n]["bytes"]) if passing else "float32"
+    return best, {"rule": f"smallest precision with mask IoU >= {min_iou} vs Keras on every checked "
+                          f"image ({backend}); float32 otherwise", "images": len(inputs),
+                  "candidates": figures, "chosen": best}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.parity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default=str(WEB / "model"), help="exported model folder (default web/model)")
+    parser.add_argument("--dtypes", default="", help="comma list: export the source model at these precisions and check each")
+    parser.add_argument("--source", default=None, help="saved Keras model folder (default: the one metadata.json names)")
+    parser.add_argument("--images", type=int, default=6, help="Val X-rays to check (plus one odd-size copy)")
+    parser.add_argument("--backend", default="wasm")
+    parser.add_argument("--min-iou", type=float, default=0.999)
+    args = parser.parse_args(argv)
+
+    if not DATA.is_dir():
+        print(f"no Val X-rays at {DATA}", file=sys.stderr)
+        return 2
+    from lungseg import Segmenter
+
+    model_dir = Path(args.model_dir)
+    metadata = json.loads((model_dir / "metadata.json").read_text()) if (model_dir / "metadata.json").is_file() else {}
+    source = Path(args.source) if args.source else source_model(metadata)
+    seg = Segmenter.load(source)
+    inputs = test_inputs(args.images)
+    keras_out = [(name, seg.predict_proba(rgb)) for name, rgb in inputs]
+
+    with tempfile.TemporaryDirectory(prefix="lungseg-parity-") as tmp:
+        exports = {}
+        if args.dtypes:
+            from .convert import export_model
+            for dtype in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+                out = Path(tmp) / dtype
+                export_model(source, out, dtype)
+                exports[dtype] = out
+        else:
+            exports[metadata.get("dtype", "model")] = model_dir
+        summary = check(exports, seg, inputs, keras_out, args.backend, args.min_iou, source)
+    if len(summary) > 1:
+        print("\nprecision  size MB  max|dp|   min IoU  verdict")
+        for name, (size, diff, score, ok) in summary.items():
+            print(f"{name:9s} {size / 1e6:8.2f} {diff:9.2e} {score:9.5f}  {'PASS' if ok else 'FAIL'}")
+    return 0 if all(ok for *_, ok in summary.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+// Service worker: keeps the page, TensorFlow.js and the model for offline use.
+// Network first (so a re-exported model or a new page version is picked up at once), the
+// cache when offline. Everything is precached at install, read from vendor/files.json and
+// model/metadata.json, so the page works offline after one visit.
+const CACHE = "lungseg-v1";
+const SHELL = ["./", "index.html", "css/style.css", "js/app.js", "js/segmenter.js", "js/decode.js",
+  "js/postprocess.js", "js/encode.js", "model/metadata.json", "model/model.json", "vendor/files.json"];
+
+async function listFiles() {
+  const files = [...SHELL];
+  try {
+    const vendor = await (await fetch("vendor/files.json", { cache: "no-store" })).json();
+    files.push(...Object.keys(vendor.files).map((f) => `vendor/${f}`));
+  } catch (err) { /* the page reports a missing vendor/ itself */ }
+  try {
+    const meta = await (await fetch("model/metadata.json", { cache: "no-store" })).json();
+    files.push(...Object.keys(meta.files || {}).map((f) => `model/${f}`));
+  } catch (err) { /* idem */ }
+  return [...new Set(files)];
+}
+
+self.addEventListener("install", (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    for (const file of await listFiles()) {
+      try { await cache.add(new Request(file, { cache: "no-store" })); } catch (err) { /* optional file */ }
+    }
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const key of await caches.keys()) if (key !== CACHE) await caches.delete(key);
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const request = event.request;
+  if (request.method !== "GET" || new URL(request.url).origin !== self.location.origin) return;
+  event.respondWith((async () => {
+    const cache = await caches.open(CACHE);
+    try {
+      const response = await fetch(request);
+      if (response.ok && response.type === "basic") cache.put(request, response.clone());
+      return response;
+    } catch (err) {
+      const cached = await cache.match(request, { ignoreSearch: true });
+      if (cached) return cached;
+      throw err;
+    }
+  })());
+});
