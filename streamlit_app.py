@@ -175,15 +175,16 @@ def comparison(entries: list[dict], threshold: float) -> None:
     meta = component.web_model_meta()
     st.caption(
         "Left: this server's Keras model (the committed default model, which the web page ships). "
-        "Right: the web page's own code and TF.js model, running in *your* browser on the same "
-        "decoded pixels. " + (f"Web model: {meta.get('name', '?')} {meta.get('version', '')}."
+        "Right: the web page's own code and TF.js model, running in *your* browser. "
+        + (f"Web model: {meta.get('name', '?')} {meta.get('version', '')}."
                               if meta else ""))
     server = safe(segment, entry["data"], name, str(DEFAULT_MODEL), threshold, MAX_PIXELS, name=name)
     if "error" in server:
         st.error(server["error"])
         return
     token = f"{entry['digest']}:{threshold:.4f}"
-    value = component.browser_segment(server["image"], threshold, token, key="browser_compare")
+    data, mime, what = component.browser_payload(entry["data"], server["image"])
+    value = component.browser_segment(data, mime, threshold, token, key="browser_compare")
     left, right = st.columns(2)
     left.image(server["mask"] * 255, caption=f"server (Keras): {server['inference_ms']:.0f} ms",
                width="stretch")
@@ -200,7 +201,8 @@ def comparison(entries: list[dict], threshold: float) -> None:
         right.error(f"The browser returned an unusable mask ({err}).")
         return
     right.image(browser * 255, width="stretch",
-                caption=f"browser (TF.js, {value.get('backend')}): {value['ms']:.0f} ms")
+                caption=f"browser (TF.js, {value.get('backend')}): {value['ms']:.0f} ms; "
+                        f"input: {what}")
     cols = st.columns(3)
     cols[0].metric("Agreement (IoU)", f"{agreement:.4f}")
     cols[1].metric("Server (Keras)", f"{server['inference_ms']:.0f} ms")

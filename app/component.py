@@ -37,14 +37,24 @@ def web_model_meta() -> dict:
         return {}
 
 
-def browser_segment(image, threshold: float, token: str, key: str):
-    """Render the component for one decoded X-ray (uint8 H, W, 3); returns its last value or None.
+def browser_payload(data: bytes, image) -> tuple[bytes, str, str]:
+    """What the browser gets: the uploaded file itself when it is a PNG or JPEG (decoded by the
+    web page's own decoder, as the page would), else the server's decoded pixels as a PNG."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data, "image/png", "the uploaded file"
+    if data[:3] == b"\xff\xd8\xff":
+        return data, "image/jpeg", "the uploaded file"
+    return encode_png(image), "image/png", "the server's decoded pixels (PNG)"
+
+
+def browser_segment(data: bytes, mime: str, threshold: float, token: str, key: str):
+    """Render the component for one X-ray file; returns its last value or None.
 
     The value is a dict: token, width, height, rle (run lengths, see app.analysis.rle_decode),
     ms (warm run), first_ms, load_ms, backend, or error.
     """
     component = components.declare_component(
         NAME, path=str(WEB_DIR), url=f"component/{FULL_NAME}/component.html")
-    png = base64.b64encode(encode_png(image)).decode("ascii")
-    return component(image_png=png, threshold=float(threshold), token=token,
+    encoded = base64.b64encode(data).decode("ascii")
+    return component(image=encoded, mime=mime, threshold=float(threshold), token=token,
                      backend=os.environ.get(BACKEND_ENV, "auto"), key=key, default=None)
