@@ -19,7 +19,7 @@ PACKAGED = Path(__file__).parent / "weights"
 DEFAULT_MODEL = PACKAGED / "default"
 SEED_MODEL = PACKAGED / "seed"
 
-MODEL_FILE, CARD_FILE = "model.keras", "card.json"
+MODEL_FILE, CARD_FILE, README_FILE = "model.keras", "card.json", "README.md"
 
 
 def resolve(path: str | Path) -> Path:
@@ -45,9 +45,32 @@ def load(path: str | Path = DEFAULT_MODEL) -> tuple[keras.Model, dict]:
 
 
 def save(model: keras.Model, card: dict, folder: str | Path) -> Path:
-    """Write ``model`` (without optimizer state) and ``card`` into ``folder``."""
+    """Write ``model`` (without optimizer state) and its card into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / MODEL_FILE, include_optimizer=False)
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    write_card(card, folder)
     return folder
+
+
+def write_card(card: dict, folder: str | Path) -> None:
+    """Write ``card.json`` and its human-readable rendering ``README.md`` into ``folder``."""
+    folder = Path(folder)
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    (folder / README_FILE).write_text(render_card(card))
+
+
+def render_card(card: dict) -> str:
+    """The model card as Markdown: what the model is, how it was trained, how it scores."""
+    lines = [f"# Model card: {card.get('name')} ({card.get('version')})", ""]
+    for key in ("architecture", "backbone", "input", "input_size", "output", "threshold",
+                "postprocess", "data", "licence"):
+        if key in card:
+            lines.append(f"- **{key}**: {card[key]}")
+    if "training" in card:
+        lines += ["", "## Training", ""] + [f"- {k}: {v}" for k, v in card["training"].items()]
+    if "metrics" in card:
+        lines += ["", f"## Metrics ({card['metrics'].get('data', '')})", "",
+                  "| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in card["metrics"].items() if isinstance(v, float)]
+    return "\n".join(lines) + "\n"

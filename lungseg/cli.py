@@ -29,6 +29,10 @@ def _evaluate(args) -> int:
     segmenter = Segmenter.load(args.model)
     out = args.out or Path("reports") / segmenter.name
     report = evaluate(segmenter, args.data, out, limit=args.limit)
+    if args.update_card:
+        card = {**segmenter.card, "metrics": {"data": f"{Path(args.data).as_posix()}",
+                                              **report["overall"]}}
+        bundle.write_card(card, bundle.resolve(args.model))
     print(markdown_table(report))
     print(f"{report['overall']['images']} images in {report['seconds']} s; wrote {out}/metrics.json, "
           f"metrics.md, worst.png")
@@ -99,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
     p.add_argument("--out", help="report folder (default reports/<model name>)")
     p.add_argument("--limit", type=int, help="score the first N pairs only")
+    p.add_argument("--update-card", action="store_true",
+                   help="store the overall figures in the model's card (for a release)")
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", help="write lung masks for images or folders")

@@ -2,8 +2,9 @@
 
     python -m lungseg evaluate --data ../shared/data/covidqu-ex/Val --out reports/default
 
-Writes ``metrics.json`` (per image, per group, overall), ``metrics.md`` (a Markdown table)
-and ``worst.png`` (the lowest-Dice cases: image, truth, prediction).
+Writes ``metrics.json`` (per image, per group, overall), ``metrics.md`` (a Markdown table),
+``worst.png`` (the lowest-Dice cases: image, truth, prediction) and ``typical.png`` (cases at
+the 10th, 50th and 90th Dice percentile).
 """
 from __future__ import annotations
 
@@ -60,7 +61,20 @@ def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = No
         (out / "metrics.md").write_text(markdown_table(report))
         if worst_cases:
             plots.case_grid([c for _, c in worst_cases], out / "worst.png")
+            plots.case_grid([_case(segmenter, samples, rows, q) for q in (90, 50, 10)], out / "typical.png")
     return report
+
+
+def _case(segmenter: Segmenter, samples, rows: list[dict], percentile: float) -> dict:
+    """The case whose Dice sits at ``percentile`` of all rows, predicted again for the figure."""
+    dice = np.array([r["dice"] for r in rows])
+    index = int(np.argmin(np.abs(dice - np.percentile(dice, percentile))))
+    sample, image = samples[index], read_image(samples[index].image)
+    truth, pred = sample.read_mask(), segmenter.predict(image)
+    if pred.shape != truth.shape:
+        pred = _resize_mask(pred, truth.shape)
+    return {"image": image, "truth": truth, "pred": pred,
+            "title": f"{sample.group}/{sample.name} Dice {dice[index]:.3f} (p{percentile})"}
 
 
 def markdown_table(report: dict) -> str:

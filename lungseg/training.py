@@ -37,6 +37,8 @@ DEFAULTS = {  # per architecture: epochs, batch size, learning rate, loss
 }
 THRESHOLD = 0.5
 POSTPROCESS = {"keep_largest": 2, "fill_holes": True}
+LICENCE = ("weights trained by LungSeg's own pipeline (MIT, as the code); VGG19 ImageNet weights "
+           "by Oxford VGG, CC BY 4.0; training data under its own terms (see the dataset page)")
 
 
 def load_arrays(samples: list[Sample], size: int = TRAIN_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +171,9 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "input": "raw RGB pixels 0-255, any size (resized and VGG-normalised inside the model)",
         "output": "lung probability per pixel at the input's size",
         "threshold": THRESHOLD, "postprocess": POSTPROCESS if architecture != "seed" else {},
-        "backbone": "VGG19 (ImageNet), block1_conv1 .. as used, frozen",
+        "backbone": "VGG19 (ImageNet weights), frozen; its layers as named in the model",
+        "data": f"{Path(data).as_posix()}: {len(train_x)} X-rays with manual lung masks",
+        "licence": LICENCE,
         "training": summary,
     }
     bundle.save(best_model, card, out / "best")

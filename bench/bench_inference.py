@@ -1,0 +1,61 @@
+"""Python inference speed of the committed models on this machine.
+
+    .venv/bin/python bench/bench_inference.py [--model DIR] [--repeats 20]
+
+Prints, for one 256x256 X-ray: median latency of ``Segmenter.predict`` (model + threshold +
+clean-up) and of the model call alone; and images/second for batches of 1, 8 and 32.
+Uses a real Val X-ray when ../shared is present, else a synthetic image of the same size.
+"""
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lungseg import Segmenter, bundle, read_image
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covidqu-ex" / "Val"
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up: graph tracing and allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench(folder: Path, image: np.ndarray, repeats: int) -> None:
+    seg = Segmenter.load(folder)
+    batch1 = image[None].astype(np.float32)
+    print(f"\n{seg.name} ({folder.name}, input size {seg.card.get('input_size')}, "
+          f"{seg.model.count_params():,} parameters)")
+    t = timed(lambda: seg.predict(image), repeats)
+    print(f"  predict(), one 256x256 image: median {1000 * statistics.median(t):.1f} ms")
+    t = timed(lambda: seg.model(batch1, training=False), repeats)
+    print(f"  model call alone:             median {1000 * statistics.median(t):.1f} ms")
+    for size in (1, 8, 32):
+        batch = np.repeat(batch1, size, axis=0)
+        t = timed(lambda: seg.model(batch, training=False), max(3, repeats // size))
+        print(f"  batch of {size:2d}: {size / statistics.median(t):6.1f} images/s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", type=Path,
+                        help="saved model folder (repeatable; default: default and seed)")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    files = sorted(DATA.glob("*/images/*.png"))
+    image = read_image(files[0]) if files else np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8)
+    print(f"{os.cpu_count()} CPU(s); image: {files[0].name if files else 'synthetic'}")
+    for folder in args.model or [bundle.DEFAULT_MODEL, bundle.SEED_MODEL]:
+        bench(folder, image, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
