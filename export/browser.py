@@ -46,27 +46,44 @@ def val_images(count: int) -> list[Path]:
 
 
 @contextlib.contextmanager
-def browser_page(mounts: dict[str, Path] | None = None, isolate: bool = True):
-    """Serve web/ (+ ``mounts``) and open the harness in headless Chromium: yields (page, base URL)."""
-    from playwright.sync_api import sync_playwright
-
+def serve_web(mounts: dict[str, Path] | None = None, isolate: bool = True):
+    """Serve web/ (plus the harness at /_export/ and ``mounts``) on a free port: yields the base URL."""
     if not vendor_ready():
         raise SystemExit("web/vendor/ is missing: cd web && npm ci && node scripts/vendor.mjs")
-    serve = load_serve()
-    server, base = serve.start(WEB, quiet=True, isolate=isolate,
-                               mounts={"/_export/": Path(__file__).parent, **(mounts or {})})
+    server, base = load_serve().start(WEB, quiet=True, isolate=isolate,
+                                      mounts={"/_export/": Path(__file__).parent, **(mounts or {})})
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(base + "_export/harness.html")
-                yield page, base
-            finally:
-                browser.close()
+        yield base
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def harness_page(browser, mounts: dict[str, Path] | None = None, isolate: bool = True):
+    """A page of ``browser`` (Playwright) on the harness: yields (page, base URL)."""
+    with serve_web(mounts, isolate) as base:
+        context = browser.new_context(service_workers="block")
+        try:
+            page = context.new_page()
+            page.goto(base + "_export/harness.html")
+            yield page, base
+        finally:
+            context.close()
+
+
+@contextlib.contextmanager
+def browser_page(mounts: dict[str, Path] | None = None, isolate: bool = True):
+    """Launch headless Chromium and open the harness: yields (page, base URL)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            with harness_page(browser, mounts, isolate) as result:
+                yield result
+        finally:
+            browser.close()
 
 
 LOAD_JS = """async ({modelUrl, backend}) => {

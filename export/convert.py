@@ -77,6 +77,7 @@ def _count(dims: list[dict]) -> int:
 
 
 def _converter() -> list[str]:
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # tfdf's banner imports IPython
     exe = Path(sys.executable).with_name("tensorflowjs_converter")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "tensorflowjs.converters.converter"]
 
@@ -118,7 +119,7 @@ def export_model(model_dir: str | Path | None = None, out: str | Path = DEFAULT_
     signature = model_json.get("signature", {})
     inputs = {k: v.get("name", k) for k, v in signature.get("inputs", {}).items()}
     outputs = {k: v.get("name", k) for k, v in signature.get("outputs", {}).items()}
-    import tensorflowjs
+    from importlib.metadata import version
 
     metadata = {
         "name": card.get("name", model.name),
@@ -140,7 +141,7 @@ def export_model(model_dir: str | Path | None = None, out: str | Path = DEFAULT_
         "source": {"model_dir": _display_path(folder),
                    "model_sha256": _sha256(folder / bundle.MODEL_FILE),
                    "card": card},
-        "exported": {"tensorflowjs": tensorflowjs.__version__,
+        "exported": {"tensorflowjs": version("tensorflowjs"),
                      "at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
     }
     metadata.update(extra or {})
