@@ -26,7 +26,11 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import evaluate, markdown_table
     from .inference import Segmenter
+    if args.no_postprocess and args.update_card:
+        raise SystemExit("--update-card stores the figures of the model as shipped: drop --no-postprocess")
     segmenter = Segmenter.load(args.model)
+    if args.no_postprocess:
+        segmenter.keep_regions, segmenter.fill_holes = 0, False
     out = args.out or Path("reports") / segmenter.name
     report = evaluate(segmenter, args.data, out, limit=args.limit)
     if args.update_card:
@@ -103,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
     p.add_argument("--out", help="report folder (default reports/<model name>)")
     p.add_argument("--limit", type=int, help="score the first N pairs only")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="score the thresholded probabilities without the card's clean-up")
     p.add_argument("--update-card", action="store_true",
                    help="store the overall figures in the model's card (for a release)")
     p.set_defaults(run=_evaluate)
