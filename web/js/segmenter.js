@@ -67,6 +67,8 @@ async function prepareBackend(tf, name) {
   if (name === "wasm") {
     if (!tf.wasm) await loadScript("tf-backend-wasm.min.js");
     tf.wasm.setWasmPaths(VENDOR.href);
+    // Threaded wasm is used when the page is cross-origin isolated (COOP/COEP headers); TF.js
+    // then runs min(4, cores / 2) threads: 1 on a 2-core machine.
   } else if (name === "webgpu" && !tf.findBackendFactory("webgpu")) {
     await loadScript("tf-backend-webgpu.min.js");
   }
@@ -77,7 +79,8 @@ async function prepareBackend(tf, name) {
 function describeBackend(tf, name) {
   if (name !== "wasm") return name;
   const threads = globalThis.crossOriginIsolated && tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
-  return threads > 1 ? `wasm (${threads} threads)` : "wasm";
+  if (threads > 1) return `wasm, ${threads} threads`;
+  return globalThis.crossOriginIsolated ? "wasm (threaded build, 1 thread)" : "wasm";
 }
 
 /**

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Benchmark the shipped browser model (web/model) in headless Chromium against Keras.
+
+    .venv/bin/python bench/bench_web.py                 # wasm, wasm threaded; Keras in the same run
+    .venv/bin/python bench/bench_web.py --backends wasm,wasm-threaded,webgl,cpu --repeats 5
+    .venv/bin/python bench/bench_web.py --dice 50       # + mean Dice on 50 Val X-rays, browser vs Keras
+
+Prints the model download size, load time (fresh page: TF.js + model download, backend
+start-up, warm-up), first and median inference per backend at the model's input size and at
+256x256, the Keras time for the same inputs on this machine, and the browser/Keras ratio.
+"wasm" is served without COOP/COEP (single-threaded), "wasm-threaded" with them. WebGL and cpu
+are software-only in headless Chromium here (no GPU); on users' machines WebGL/WebGPU are faster.
+Targets: median wasm inference <= 500 ms, model download <= 5 MB, Dice within 0.002 of Keras.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from export import browser as eb  # noqa: E402
+
+TARGET_MS, TARGET_BYTES, TARGET_DICE = 500, 5_000_000, 0.002
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default=str(ROOT / "web" / "model"))
+    parser.add_argument("--backends", default="wasm,wasm-threaded",
+                        help="comma list of wasm, wasm-threaded, webgl, cpu (webgl/cpu: software-only here)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per size after the first")
+    parser.add_argument("--dice", type=int, default=0, metavar="N", help="mean Dice on N Val X-rays, browser vs Keras")
+    parser.add_argument("--screenshot", metavar="PNG", help="also save a screenshot of the page with a real result "
+                        "(e.g. docs/web.png)")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+    from PIL import Image
+
+    from lungseg import Segmenter, read_image, read_mask
+
+    model_dir = Path(args.model_dir)
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    vendor = json.loads((ROOT / "web" / "vendor" / "files.json").read_text())
+    print(f"model {meta['name']} {meta['version']} ({meta['dtype']}, input {meta['input_size']} px) from {model_dir}")
+    print(f"model download: {meta['bytes'] / 1e6:.2f} MB ({'OK' if meta['bytes'] <= TARGET_BYTES else 'over'} "
+          f"target {TARGET_BYTES / 1e6:.0f} MB); TF.js files: {sum(vendor['files'].values()) / 1e6:.2f} MB "
+          f"(the page uses tf.min.js + one backend's files); machine: {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    images = eb.val_images(1)
+    base = read_image(images[0]) if images else np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8)
+    sizes = sorted({int(meta["input_size"]), 256})
+    inputs = {s: np.asarray(Image.fromarray(base).resize((s, s), Image.BILINEAR)) for s in sizes}
+
+    seg = Segmenter.load(eb.source_model(meta))
+    keras_ms = {}
+    for s, rgb in inputs.items():
+        times = []
+        for _ in range(args.repeats + 1):
+            t0 = time.perf_counter()
+            seg.predict_proba(rgb)
+            times.append((time.perf_counter() - t0) * 1000)
+        keras_ms[s] = (times[0], statistics.median(times[1:]))
+
+    rows = []
+    mounts = {"/_bench/": model_dir}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=eb.CHROMIUM, args=eb.CHROMIUM_ARGS)
+        for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            backend = "wasm" if name.startswith("wasm") else name
+            with eb.harness_page(browser, mounts, isolate=name == "wasm-threaded") as (page, _):
+                try:
+                    info = eb.load_in_page(page, "/_bench/", backend)
+                except Exception as err:  # noqa: BLE001
+                    print(f"{name}: failed to load: {err}")
+                    continue
+                if info["backend"] != backend:
+                    print(f"{name}: fell back to {info['backend']} ({'; '.join(info['notes'])})")
+                for s, rgb in inputs.items():
+                    repeats = args.repeats if backend in ("wasm", "webgpu") else min(args.repeats, 2)
+                    out = eb.segment_in_page(page, rgb, repeats=repeats + 1)
+                    first, median = out["times"][0], statistics.median(out["times"][1:])
+                    rows.append((name, info["label"], info["loadMs"], s, first, median, keras_ms[s][1]))
+        print(f"\n{'backend':14s} {'in use':16s} {'load ms':>8s} {'size':>8s} {'first ms':>9s} {'median ms':>10s} "
+              f"{'Keras ms':>9s} {'ratio':>6s}")
+        for name, label, load, s, first, median, keras in rows:
+            print(f"{name:14s} {label:16s} {load:8.0f} {s:>4d}x{s:<3d} {first:9.0f} {median:10.0f} {keras:9.0f} "
+                  f"{median / keras:6.1f}")
+        print("(Keras: median of the same runs in this process, TensorFlow on the CPU; first call "
+              + ", ".join(f"{s} px {keras_ms[s][0]:.0f} ms" for s in sizes) + ")")
+        wasm = [r for r in rows if r[0].startswith("wasm")]
+        if wasm:
+            best = min(r[5] for r in wasm)
+            print(f"median wasm inference: best {best:.0f} ms, worst {max(r[5] for r in wasm):.0f} ms: "
+                  f"{'OK' if max(r[5] for r in wasm) <= TARGET_MS else 'over'} target {TARGET_MS} ms")
+
+        if args.dice:
+            paths = eb.val_images(args.dice)
+            with eb.harness_page(browser, mounts, isolate=True) as (page, _):
+                eb.load_in_page(page, "/_bench/", "wasm")
+                web_d, keras_d, agree = [], [], []
+                for path in paths:
+                    rgb = read_image(path)
+                    truth = read_mask(path.parent.parent / "lung masks" / path.name)
+                    web_mask = eb.segment_in_page(page, rgb)["mask"]
+                    keras_mask = seg.predict(rgb)
+                    web_d.append(eb.dice(web_mask, truth))
+                    keras_d.append(eb.dice(keras_mask, truth))
+                    agree.append(eb.iou(web_mask, keras_mask))
+            diff = abs(np.mean(web_d) - np.mean(keras_d))
+            print(f"\nDice on {len(paths)} Val X-rays (vs manual masks): browser {np.mean(web_d):.4f}, "
+                  f"Keras {np.mean(keras_d):.4f}, difference {diff:.4f} "
+                  f"({'OK' if diff <= TARGET_DICE else 'over'} target {TARGET_DICE}); "
+                  f"browser-vs-Keras mask IoU min {min(agree):.4f}, mean {np.mean(agree):.4f}")
+        if args.screenshot:
+            screenshot(browser, Path(args.screenshot))
+        browser.close()
+    return 0
+
+
+def screenshot(browser, path: Path) -> None:
+    """The page (wasm) with one real Val X-ray segmented, as a small palette PNG."""
+    import io
+
+    from PIL import Image
+
+    with eb.serve_web() as base:
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(base + "?backend=wasm")
+        page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+        page.wait_for_function("document.querySelector('#offline').textContent.includes('Saved')", timeout=60_000)
+        page.set_input_files("#files", [str(eb.val_images(1)[0])])
+        page.wait_for_selector("li.result[data-status=done]", timeout=120_000)
+        image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+        page.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    print(f"screenshot: {path} ({path.stat().st_size / 1e3:.0f} kB)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
