@@ -132,31 +132,32 @@ def show_result(name: str, stem: str, result: dict, opacity: float, truth: dict 
         st.error(result["error"])
         return
     image, mask = result["image"], result["mask"]
-    left, middle, right = st.columns(3)
-    left.image(image, caption=f"original, {result['width']}x{result['height']}",
-               width="stretch")
-    middle.image(overlay(image, mask, opacity), caption="lung overlay", width="stretch")
-    right.image(mask * 255, caption="mask", width="stretch")
+    has_truth = truth is not None and "error" not in truth
     cols = st.columns(4)
+    cols[0].image(image, caption=f"original, {result['width']}x{result['height']}",
+                  width="stretch")
+    cols[1].image(overlay(image, mask, opacity), caption="lung overlay", width="stretch")
+    cols[2].image(mask * 255, caption="mask", width="stretch")
+    if has_truth:
+        cols[3].image(difference_overlay(image, truth["truth"], mask), width="stretch",
+                      caption=f"vs ground truth ({truth['file']}): red = lung missed, "
+                              f"yellow = extra lung")
+    cols = st.columns(6 if has_truth else 4)
     cols[0].metric("Lung area", f"{result['lung_fraction']:.1%}")
-    cols[1].metric("Image-left lung (patient's right)", f"{result['image_left_fraction']:.1%}")
-    cols[2].metric("Image-right lung (patient's left)", f"{result['image_right_fraction']:.1%}")
+    cols[1].metric("Patient's right lung", f"{result['image_left_fraction']:.1%}",
+                   help="The lung on the image's left, as a fraction of the image.")
+    cols[2].metric("Patient's left lung", f"{result['image_right_fraction']:.1%}",
+                   help="The lung on the image's right, as a fraction of the image.")
     cols[3].metric("Inference", f"{result['inference_ms']:.0f} ms")
+    if has_truth:
+        cols[4].metric("Dice", f"{truth['dice']:.4f}")
+        cols[5].metric("IoU", f"{truth['iou']:.4f}")
     st.caption(analysis.PATIENT_SIDE_NOTE + " Areas are fractions of the whole image.")
+    if truth is not None and not has_truth:
+        st.error(truth["error"])
     st.download_button("Download mask (PNG, original size)", encode_png(mask),
                        file_name=f"{stem}_mask.png", mime="image/png", on_click="ignore",
                        key=f"mask::{stem}")
-    if truth is None:
-        return
-    if "error" in truth:
-        st.error(truth["error"])
-        return
-    cols = st.columns([1, 1, 2])
-    cols[0].metric("Dice", f"{truth['dice']:.4f}")
-    cols[1].metric("IoU", f"{truth['iou']:.4f}")
-    cols[2].image(difference_overlay(image, truth["truth"], mask), width="stretch",
-                  caption=f"difference: red = lung missed, yellow = extra lung "
-                          f"(ground truth: {truth['file']})")
 
 
 def comparison(entries: list[dict], threshold: float) -> None:
@@ -176,8 +177,7 @@ def comparison(entries: list[dict], threshold: float) -> None:
     st.caption(
         "Left: this server's Keras model (the committed default model, which the web page ships). "
         "Right: the web page's own code and TF.js model, running in *your* browser. "
-        + (f"Web model: {meta.get('name', '?')} {meta.get('version', '')}."
-                              if meta else ""))
+        + (f"Web model: {meta.get('name', '?')} {meta.get('version', '')}." if meta else ""))
     server = safe(segment, entry["data"], name, str(DEFAULT_MODEL), threshold, MAX_PIXELS, name=name)
     if "error" in server:
         st.error(server["error"])
@@ -185,7 +185,7 @@ def comparison(entries: list[dict], threshold: float) -> None:
     token = f"{entry['digest']}:{threshold:.4f}"
     data, mime, what = component.browser_payload(entry["data"], server["image"])
     value = component.browser_segment(data, mime, threshold, token, key="browser_compare")
-    left, right = st.columns(2)
+    left, right, diff, figures = st.columns(4)
     left.image(server["mask"] * 255, caption=f"server (Keras): {server['inference_ms']:.0f} ms",
                width="stretch")
     if not value or value.get("token") != token:
@@ -203,15 +203,14 @@ def comparison(entries: list[dict], threshold: float) -> None:
     right.image(browser * 255, width="stretch",
                 caption=f"browser (TF.js, {value.get('backend')}): {value['ms']:.0f} ms; "
                         f"input: {what}")
-    cols = st.columns(3)
-    cols[0].metric("Agreement (IoU)", f"{agreement:.4f}")
-    cols[1].metric("Server (Keras)", f"{server['inference_ms']:.0f} ms")
-    cols[2].metric(f"Browser (TF.js {value.get('backend')})", f"{value['ms']:.0f} ms",
+    diff.image(difference_overlay(server["image"], server["mask"], browser), width="stretch",
+               caption="where they differ: red = only the server, yellow = only the browser")
+    figures.metric("Agreement (IoU)", f"{agreement:.4f}",
+                   help=f"{int((server['mask'] != browser).sum()):,} pixels differ.")
+    figures.metric("Server (Keras)", f"{server['inference_ms']:.0f} ms")
+    figures.metric(f"Browser (TF.js {value.get('backend')})", f"{value['ms']:.0f} ms",
                    help=f"Warm run; first run {value.get('first_ms', 0):.0f} ms, model load "
                         f"{(value.get('load_ms') or 0):.0f} ms.")
-    if agreement < 1:
-        st.image(difference_overlay(server["image"], server["mask"], browser), width=360,
-                 caption="where they differ: red = only the server, yellow = only the browser")
 
 
 def main() -> None:
@@ -256,8 +255,18 @@ def main() -> None:
     st.header("Results")
     st.write(f"{ok} of {len(rows)} X-ray(s) segmented with **{model_name}** at threshold "
              f"{threshold:.2f}.")
+    percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(rows, hide_index=True,
-                 column_order=[c for c in analysis.CSV_FIELDS if c not in ("model", "threshold")])
+                 column_order=[c for c in analysis.CSV_FIELDS if c not in ("model", "threshold")],
+                 column_config={
+                     "lung_fraction": percent,
+                     "image_left_fraction": st.column_config.NumberColumn(
+                         "image-left (patient's right)", format="percent"),
+                     "image_right_fraction": st.column_config.NumberColumn(
+                         "image-right (patient's left)", format="percent"),
+                     "inference_ms": st.column_config.NumberColumn(format="%.0f ms"),
+                     "dice": st.column_config.NumberColumn(format="%.4f"),
+                     "iou": st.column_config.NumberColumn(format="%.4f")})
     if items:
         key = (tuple((e["name"], e["digest"]) for e in entries), folder, threshold, opacity,
                tuple(sorted((r["file"], r.get("dice")) for r in rows)))

@@ -144,7 +144,7 @@ def test_one_xray(seg, downloads):
     assert row["image_left_fraction"] == pytest.approx(areas["image_left_fraction"])
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Lung area"] == f"{areas['lung_fraction']:.1%}"
-    assert metrics["Image-left lung (patient's right)"] == f"{areas['image_left_fraction']:.1%}"
+    assert metrics["Patient's right lung"] == f"{areas['image_left_fraction']:.1%}"
     assert metrics["Inference"].endswith(" ms")
     assert any("patient's right" in c.value for c in at.caption)
 
