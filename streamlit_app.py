@@ -10,7 +10,9 @@ import logging
 import os
 import threading
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from app import analysis, component, models
 from lungseg import ImageError, Segmenter
@@ -21,6 +23,7 @@ from lungseg.plots import EXTRA_RGB, MISSED_RGB, difference_overlay, overlay
 
 WEB_URL = os.environ.get("LUNGSEG_WEB_URL", "http://127.0.0.1:8502/")
 MAX_PIXELS = int(os.environ.get("LUNGSEG_MAX_PIXELS", analysis.DEFAULT_MAX_PIXELS))
+PREVIEW_SIDE = 1024    # pixels; on-screen images are downsized to this, downloads are not
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"]
 log = logging.getLogger("lungseg.app")
 
@@ -32,7 +35,9 @@ def load_segmenter(folder: str) -> tuple[Segmenter, threading.Lock]:
     return Segmenter.load(folder), threading.Lock()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+# Cached results are per file content, so they are shared only by identical uploads and returned
+# as copies (no mutable state is shared between sessions). An hour or 100 X-rays, whichever first.
+@st.cache_data(max_entries=100, ttl=3600, show_spinner=False)
 def probability(data: bytes, name: str, folder: str, max_pixels: int) -> dict:
     """Decoded X-ray, lung probability and model time; or {"error": message} for a bad file."""
     try:
@@ -45,7 +50,7 @@ def probability(data: bytes, name: str, folder: str, max_pixels: int) -> dict:
     return {"image": image, "proba": proba, "model_ms": ms}
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=200, ttl=3600, show_spinner=False)
 def segment(data: bytes, name: str, folder: str, threshold: float, max_pixels: int) -> dict:
     """Mask and figures for one upload at one threshold (the model runs once per file and model)."""
     result = probability(data, name, folder, max_pixels)
@@ -58,10 +63,20 @@ def segment(data: bytes, name: str, folder: str, threshold: float, max_pixels: i
             "inference_ms": result["model_ms"] + post_ms, **areas}
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, ttl=3600, show_spinner=False)
 def bundle_zip(key: tuple, _items: list[dict], _rows: list[dict]) -> bytes:
     """The all-results zip; ``key`` names the inputs (file digests, model, threshold, opacity)."""
     return analysis.build_zip(_items, _rows)
+
+
+def preview(array, max_side: int = PREVIEW_SIDE):
+    """A display copy no larger than ``max_side`` pixels (downloads keep the original size)."""
+    height, width = array.shape[:2]
+    if max(height, width) <= max_side:
+        return array
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR))
 
 
 def digest(data: bytes) -> str:
@@ -72,6 +87,8 @@ def safe(step, *args, name: str = "", **kwargs) -> dict:
     """Run a computation step; an unexpected failure becomes an error for this file, not a traceback."""
     try:
         return step(*args, **kwargs)
+    except ImageError as err:                  # a bad input: its message is meant for the user
+        return {"error": str(err)}
     except Exception:  # noqa: BLE001  (logged on the server; the user gets a short message)
         log.exception("processing %s failed", name)
         return {"error": f"{name}: this file could not be processed (unexpected error; the "
@@ -134,12 +151,12 @@ def show_result(name: str, stem: str, result: dict, opacity: float, truth: dict 
     image, mask = result["image"], result["mask"]
     has_truth = truth is not None and "error" not in truth
     cols = st.columns(4)
-    cols[0].image(image, caption=f"original, {result['width']}x{result['height']}",
+    cols[0].image(preview(image), caption=f"original, {result['width']}x{result['height']}",
                   width="stretch")
-    cols[1].image(overlay(image, mask, opacity), caption="lung overlay", width="stretch")
-    cols[2].image(mask * 255, caption="mask", width="stretch")
+    cols[1].image(preview(overlay(image, mask, opacity)), caption="lung overlay", width="stretch")
+    cols[2].image(preview(mask * 255), caption="mask", width="stretch")
     if has_truth:
-        cols[3].image(difference_overlay(image, truth["truth"], mask), width="stretch",
+        cols[3].image(preview(difference_overlay(image, truth["truth"], mask)), width="stretch",
                       caption=f"vs ground truth ({truth['file']}): red = lung missed, "
                               f"yellow = extra lung")
     cols = st.columns(6 if has_truth else 4)
@@ -186,7 +203,7 @@ def comparison(entries: list[dict], threshold: float) -> None:
     data, mime, what = component.browser_payload(entry["data"], server["image"])
     value = component.browser_segment(data, mime, threshold, token, key="browser_compare")
     left, right, diff, figures = st.columns(4)
-    left.image(server["mask"] * 255, caption=f"server (Keras): {server['inference_ms']:.0f} ms",
+    left.image(preview(server["mask"] * 255), caption=f"server (Keras): {server['inference_ms']:.0f} ms",
                width="stretch")
     if not value or value.get("token") != token:
         right.info("Waiting for the browser…")
@@ -200,10 +217,11 @@ def comparison(entries: list[dict], threshold: float) -> None:
     except (KeyError, TypeError, ValueError) as err:
         right.error(f"The browser returned an unusable mask ({err}).")
         return
-    right.image(browser * 255, width="stretch",
+    right.image(preview(browser * 255), width="stretch",
                 caption=f"browser (TF.js, {value.get('backend')}): {value['ms']:.0f} ms; "
                         f"input: {what}")
-    diff.image(difference_overlay(server["image"], server["mask"], browser), width="stretch",
+    diff.image(preview(difference_overlay(server["image"], server["mask"], browser)),
+               width="stretch",
                caption="where they differ: red = only the server, yellow = only the browser")
     figures.metric("Agreement (IoU)", f"{agreement:.4f}",
                    help=f"{int((server['mask'] != browser).sum()):,} pixels differ.")
@@ -269,7 +287,7 @@ def main() -> None:
                      "iou": st.column_config.NumberColumn(format="%.4f")})
     if items:
         key = (tuple((e["name"], e["digest"]) for e in entries), folder, threshold, opacity,
-               tuple(sorted((r["file"], r.get("dice")) for r in rows)))
+               tuple(sorted((n, digest(f.getvalue())) for n, f in truth_files.items())))
         st.download_button("Download all: masks, overlays and figures (zip)",
                            bundle_zip(key, items, rows), file_name="lungseg-results.zip",
                            mime="application/zip", on_click="ignore", key="zip", type="primary")

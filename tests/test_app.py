@@ -192,7 +192,14 @@ def test_several_xrays_with_bad_files(seg, downloads):
 def test_ground_truth_dice(seg, downloads):
     images = val_images(2, "Non-COVID")
     truths = [(p.name, mask_of(p).read_bytes(), "image/png") for p in images]
-    at = upload(new_app(), [png_file(p) for p in images], truths)
+    truths[1] = (images[1].stem + "_mask.png", truths[1][1], "image/png")   # matched by stem
+    stray = ("someone-else.png", truths[0][1], "image/png")
+    wrong_size = ("odd.png", encode_png(np.ones((40, 50), np.uint8)), "image/png")
+    odd = ("odd.png", encode_png(read_image(images[0])[:200, :220]), "image/png")
+    at = upload(new_app(), [png_file(p) for p in images] + [odd], truths + [stray, wrong_size])
+    assert any("someone-else.png" in w.value for w in at.warning)
+    assert [e.value for e in at.error] == [
+        "odd.png: the mask is 50x40 pixels but the X-ray is 220x200."]
 
     expected = [score(read_mask(mask_of(p)), seg.predict(p)) for p in images]
     dice = [m.value for m in at.metric if m.label == "Dice"]
@@ -200,7 +207,9 @@ def test_ground_truth_dice(seg, downloads):
     assert dice == [f"{e['dice']:.4f}" for e in expected]
     assert iou == [f"{e['iou']:.4f}" for e in expected]
     _, rows, _ = unzip(downloads["lungseg-results.zip"])
-    assert [float(r["dice"]) for r in rows] == pytest.approx([e["dice"] for e in expected], abs=1e-6)
+    assert [float(r["dice"]) for r in rows[:2]] == pytest.approx([e["dice"] for e in expected],
+                                                                 abs=1e-6)
+    assert rows[2]["dice"] == "" and rows[2]["status"] == "ok"
 
 
 @requires_data
