@@ -98,7 +98,7 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto" } = 
   const tf = await loadTf();
   const order = backend === "auto" ? BACKENDS : [backend, ...BACKENDS.filter((b) => b !== backend)];
   const notes = [];
-  let model = null, used = null;
+  let model = null, used = null, runAsync = false;
   for (const name of order) {
     if (backend === "auto" || name !== backend) {
       const reason = backend === "auto" ? await autoSkipReason(tf, name) : null;
@@ -108,7 +108,15 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto" } = 
       await prepareBackend(tf, name);
       model = model || await tf.loadGraphModel(new URL("model.json", base).href);
       const size = meta.input_size || 256;   // warm-up: compiles kernels, allocates memory
-      tf.tidy(() => model.execute(tf.zeros([1, size, size, 3]))).dispose();
+      const zeros = tf.zeros([1, size, size, 3]);
+      try {
+        tf.tidy(() => model.execute(zeros)).dispose();
+      } catch (err) {   // a backend that cannot read the dynamic output size synchronously
+        (await model.executeAsync(zeros)).dispose();
+        runAsync = true;
+      } finally {
+        zeros.dispose();
+      }
       used = name;
       break;
     } catch (err) {
@@ -132,10 +140,13 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto" } = 
     /** ImageData / canvas / ImageBitmap / <img> -> {probability: Float32Array(H*W), width, height, ms}. */
     async segment(source) {
       const t0 = performance.now();
-      const output = tf.tidy(() => {
-        const pixels = tf.browser.fromPixels(source, 3).toFloat().expandDims(0);
-        return model.execute(pixels);
-      });
+      let output;
+      if (runAsync) {
+        const pixels = tf.tidy(() => tf.browser.fromPixels(source, 3).toFloat().expandDims(0));
+        try { output = await model.executeAsync(pixels); } finally { pixels.dispose(); }
+      } else {
+        output = tf.tidy(() => model.execute(tf.browser.fromPixels(source, 3).toFloat().expandDims(0)));
+      }
       const [, height, width] = output.shape;
       let probability;
       try { probability = await output.data(); } finally { output.dispose(); }
