@@ -19,7 +19,7 @@ from lungseg import ImageError, Segmenter
 from lungseg.bundle import DEFAULT_MODEL
 from lungseg.imageio import encode_png
 from lungseg.metrics import score
-from lungseg.plots import EXTRA_RGB, MISSED_RGB, difference_overlay, overlay
+from lungseg.plots import difference_overlay, overlay
 
 WEB_URL = os.environ.get("LUNGSEG_WEB_URL", "http://127.0.0.1:8502/")
 MAX_PIXELS = int(os.environ.get("LUNGSEG_MAX_PIXELS", analysis.DEFAULT_MAX_PIXELS))
@@ -108,7 +108,7 @@ def sidebar() -> tuple[str, float, float, bool]:
         st.json(card, expanded=1)
     st.sidebar.header("Display")
     threshold = st.sidebar.slider("Threshold (lung probability)", 0.05, 0.95,
-                                  float(card["threshold"]), 0.05, key=f"threshold::{folder}",
+                                  float(card["threshold"]), 0.01, key=f"threshold::{folder}",
                                   help="Pixels at or above this probability count as lung. "
                                        "The model card's value is the default.")
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05)
@@ -238,6 +238,15 @@ def main() -> None:
     files, truth_files = uploads()
     if not files:
         st.info("Upload one or more chest X-rays to start.")
+        return
+
+    try:
+        with st.spinner("Loading the model…"):
+            load_segmenter(folder)
+    except Exception:  # noqa: BLE001
+        log.exception("loading model %s failed", folder)
+        st.error(f"The model in {folder} could not be loaded; choose another model (the server "
+                 f"log has details).")
         return
 
     names = [f.name for f in files]

@@ -23,7 +23,10 @@ def available_models() -> dict[str, str]:
 
 def card_summary(folder: str) -> dict:
     """A model card flattened for display: identity, data, metrics, size on disk."""
-    card = read_card(folder)
+    try:
+        card = read_card(folder)
+    except (OSError, ValueError) as err:      # a deployer's unreadable card must not break the page
+        card = {"card_error": f"card.json unreadable ({err})"}
     training = card.get("training", {})
     size = (Path(folder) / MODEL_FILE).stat().st_size
     summary = {
@@ -31,7 +34,7 @@ def card_summary(folder: str) -> dict:
         "version": card.get("version", "?"),
         "architecture": card.get("architecture", "?"),
         "input size": card.get("input_size", "?"),
-        "threshold": card.get("threshold", 0.5),
+        "threshold": float(card.get("threshold", 0.5)),
         "clean-up": card.get("postprocess", {}),
         "training data": {k: training[k] for k in ("dataset", "train_images", "val_images", "epochs",
                                                    "best_epoch") if k in training},
@@ -40,4 +43,6 @@ def card_summary(folder: str) -> dict:
         "folder": folder,
         "has card": (Path(folder) / CARD_FILE).is_file(),
     }
+    if "card_error" in card:
+        summary["card error"] = card["card_error"]
     return summary

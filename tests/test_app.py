@@ -288,3 +288,20 @@ def test_compare_toggle_without_browser():
     at.sidebar.toggle[0].set_value(True).run()
     assert not at.exception
     assert any(h.value == "Server vs browser" for h in at.header)
+
+
+@requires_data
+def test_broken_deployed_model_is_reported(tmp_path, monkeypatch):
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model.keras").write_bytes(b"not a model")
+    (broken / "card.json").write_text("{ not json")
+    monkeypatch.setenv("LUNGSEG_MODELS_DIR", str(tmp_path / "models"))
+    at = new_app()
+    at.sidebar.selectbox[0].set_value("broken (deployed)").run()
+    assert not at.exception
+    assert "card error" in at.sidebar.json[0].value
+    upload(at, [png_file(val_images(1, "Normal")[0])])
+    assert [e.value for e in at.error] == [
+        f"The model in {broken} could not be loaded; choose another model (the server log has "
+        "details)."]
