@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import struct
 import sys
 import zipfile
@@ -305,3 +306,33 @@ def test_broken_deployed_model_is_reported(tmp_path, monkeypatch):
     assert [e.value for e in at.error] == [
         f"The model in {broken} could not be loaded; choose another model (the server log has "
         "details)."]
+
+
+_WRITES: list | None = None
+
+
+def _audit(event, args):
+    if _WRITES is not None and event == "open":
+        path, mode, flags = args
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        if writing and not str(path).startswith("/dev/"):
+            _WRITES.append((path, mode))
+
+
+@requires_data
+def test_uploads_are_never_written_to_disk():
+    """Python's audit hook sees every file opened for writing while the app handles uploads."""
+    global _WRITES
+    sys.addaudithook(_audit)
+    at = new_app()
+    path = val_images(3, "Normal")[2]
+    _WRITES = []
+    try:
+        upload(at, [png_file(path), ("bad.png", b"junk", "image/png")],
+               [(path.name, mask_of(path).read_bytes(), "image/png")])
+        at.sidebar.toggle[0].set_value(True).run()
+    finally:
+        writes, _WRITES = _WRITES, None
+    assert not at.exception
+    assert writes == []

@@ -102,11 +102,14 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
     link = page.get_by_role("link", name="in-browser page")
     expect(link).to_have_attribute("href", servers["web"])
 
-    page.locator("input[type=file]").first.set_input_files(str(xray))
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an X-ray\n")
+    page.locator("input[type=file]").first.set_input_files([str(xray), str(bad)])
     zip_button = page.get_by_role("button", name="Download all: masks, overlays and figures (zip)")
     expect(zip_button).to_be_visible()
     metric = page.get_by_test_id("stMetric").filter(has_text="Lung area")
     expect(metric.get_by_test_id("stMetricValue")).to_have_text(f"{expected.mean():.1%}")
+    expect(page.get_by_test_id("stAlert").filter(has_text="notes.png: not an image")).to_be_visible()
 
     with page.expect_download() as info:
         zip_button.click()
@@ -116,7 +119,8 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
         masks = [n for n in bundle.namelist() if n.startswith("masks/")]
         assert masks == [f"masks/{xray.stem}.png"]
         mask = np.asarray(Image.open(io.BytesIO(bundle.read(masks[0]))))
-        assert "results.csv" in bundle.namelist()
+        rows = bundle.read("results.csv").decode().splitlines()
+    assert len(rows) == 3 and rows[2].startswith("notes.png,error")
     assert mask.shape == expected.shape
     assert np.array_equal(mask, expected * 255)
 
