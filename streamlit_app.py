@@ -195,6 +195,11 @@ def comparison(entries: list[dict], threshold: float) -> None:
         "Left: this server's Keras model (the committed default model, which the web page ships). "
         "Right: the web page's own code and TF.js model, running in *your* browser. "
         + (f"Web model: {meta.get('name', '?')} {meta.get('version', '')}." if meta else ""))
+    card = models.card_summary(str(DEFAULT_MODEL))
+    if meta and (meta.get("name"), str(meta.get("version"))) != (card["name"], str(card["version"])):
+        st.warning(f"The web model ({meta.get('name')} {meta.get('version')}) was not exported "
+                   f"from this server's default model ({card['name']} {card['version']}); "
+                   f"re-export it (python -m export) before reading the agreement.")
     server = safe(segment, entry["data"], name, str(DEFAULT_MODEL), threshold, MAX_PIXELS, name=name)
     if "error" in server:
         st.error(server["error"])
