@@ -71,7 +71,8 @@ def _wait_all(page, count):
 
 def _png_bytes(array, **kw):
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", **kw)
+    image = array if isinstance(array, Image.Image) else Image.fromarray(array)
+    image.save(buffer, format="PNG", **kw)
     return buffer.getvalue()
 
 
@@ -240,3 +241,87 @@ def test_works_offline_after_first_visit(browser, site):
         assert page.evaluate("document.body.dataset.ready") == "true", page.inner_text("#status")
     finally:
         context.close()
+
+
+# --- the page's own modules against their Python counterparts (no model needed) -----------
+
+@pytest.fixture(scope="module")
+def harness(browser, site):
+    context = browser.new_context(service_workers="block")
+    page = context.new_page()
+    page.goto(site + "_export/harness.html")
+    yield page
+    context.close()
+
+
+POSTPROCESS_JS = """async ({prob, width, height, t, post}) => {
+  const { toMask } = await import('/js/postprocess.js');
+  return Array.from(toMask(Float32Array.from(prob), width, height, t, post));
+}"""
+
+
+def test_postprocess_js_equals_python(harness):
+    from scipy import ndimage
+
+    from lungseg.postprocess import clean_mask
+
+    rng = np.random.default_rng(7)
+    for case in range(8):
+        height, width = rng.integers(20, 90, 2)
+        prob = ndimage.gaussian_filter(rng.random((height, width)), 2.0 + case % 3).astype(np.float32)
+        prob = (prob - prob.min()) / (prob.max() - prob.min())
+        keep, fill, t = int(case % 4), bool(case % 2), float(rng.uniform(0.3, 0.7))
+        expected = clean_mask((prob >= t).astype(np.uint8), keep, fill)
+        got = harness.evaluate(POSTPROCESS_JS, {"prob": prob.ravel().tolist(), "width": int(width),
+                                                "height": int(height), "t": t,
+                                                "post": {"keep_largest": keep, "fill_holes": fill}})
+        assert np.array_equal(np.array(got, np.uint8).reshape(height, width), expected), (case, keep, fill)
+
+
+DECODE_JS = """async ({b64, name}) => {
+  const { decodeImage } = await import('/js/decode.js');
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  try {
+    const { imageData, width, height } = await decodeImage(new File([bytes], name));
+    const rgb = []; const d = imageData.data;
+    for (let i = 0; i < d.length; i += 4) rgb.push(d[i], d[i + 1], d[i + 2]);
+    return { width, height, rgb };
+  } catch (err) { return { error: err.message }; }
+}"""
+
+
+def test_png_decoding_equals_python(harness):
+    """Every PNG flavour decodes to the same RGB pixels as lungseg.read_image."""
+    import base64
+
+    from lungseg import read_image
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (23, 37), np.uint8)
+    rgb = rng.integers(0, 256, (23, 37, 3), np.uint8)
+    flavours = {
+        "grey8": Image.fromarray(grey),
+        "rgb8": Image.fromarray(rgb),
+        "rgba8": Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (23, 37), np.uint8)])),
+        "la8": Image.fromarray(grey).convert("LA"),
+        "palette": Image.fromarray(rgb).quantize(17),
+        "bilevel": Image.fromarray(grey).convert("1"),
+        "grey16": Image.fromarray((grey.astype(np.uint16) * 97 + 300).astype(np.uint16)),
+    }
+    for name, image in flavours.items():
+        data = _png_bytes(image)
+        out = harness.evaluate(DECODE_JS, {"b64": base64.b64encode(data).decode(), "name": name + ".png"})
+        assert "error" not in out, (name, out)
+        got = np.array(out["rgb"], np.uint8).reshape(out["height"], out["width"], 3)
+        assert np.array_equal(got, read_image(data)), name
+    # JPEG goes through the browser's decoder (libjpeg-turbo, like Pillow's): near-identical.
+    buffer = io.BytesIO()
+    Image.fromarray(grey).resize((74, 46)).save(buffer, "JPEG", quality=90)
+    out = harness.evaluate(DECODE_JS, {"b64": base64.b64encode(buffer.getvalue()).decode(), "name": "x.jpg"})
+    got = np.array(out["rgb"], np.uint8).reshape(out["height"], out["width"], 3)
+    assert np.abs(got.astype(int) - read_image(buffer.getvalue()).astype(int)).max() <= 2
+    bad = {"text.png": b"hello, not an image", "cut.png": _png_bytes(grey)[:60],
+           "cut.jpg": buffer.getvalue()[: len(buffer.getvalue()) // 2]}
+    for name, data in bad.items():
+        out = harness.evaluate(DECODE_JS, {"b64": base64.b64encode(data).decode(), "name": name})
+        assert "error" in out, name
