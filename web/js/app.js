@@ -19,7 +19,8 @@ function metricsText(metrics) {
     else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(prefix ? `${prefix} ${k}` : k, v);
   };
   walk("", metrics || {});
-  return parts.slice(0, 8).join(", ");
+  const data = typeof metrics?.data === "string" ? ` (${metrics.data})` : "";
+  return parts.length ? parts.slice(0, 8).join(", ") + data : "";
 }
 
 async function init() {
