@@ -33,8 +33,8 @@ async function init() {
     state.threshold = m.threshold;
     $("#threshold").value = String(m.threshold);
     $("#threshold-value").textContent = Number(m.threshold).toFixed(2);
-    $("#status").textContent = `${m.name} ${m.version} ready on ${seg.backendLabel} ` +
-      `(${m.dtype}, ${(m.bytes / 1e6).toFixed(1)} MB, loaded and warmed up in ${formatMs(seg.loadMs)}).`;
+    $("#status").textContent = `${m.name} ${m.version} ready. Backend: ${seg.backendLabel}. ` +
+      `Model: ${m.dtype}, ${(m.bytes / 1e6).toFixed(1)} MB, loaded and warmed up in ${formatMs(seg.loadMs)}.`;
     if (seg.notes.length) {
       $("#backend-note").hidden = false;
       $("#backend-note").textContent = `Backend: ${seg.notes.join("; ")}.`;
