@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 
-.PHONY: run test setup browser bench clean
+.PHONY: run test setup browser bench bench-app export-web clean
 
 run: setup
 	$(PY) scripts/start.py
@@ -30,8 +30,16 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
 
-bench: setup
+bench: setup browser
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_web.py
+
+bench-app: setup browser
+	$(PY) bench/load_app.py --sessions 4
+
+# Re-export lungseg/weights/default for the page (picks the smallest precision that keeps parity).
+export-web: setup browser
+	$(PY) -m export --dtype auto
 
 clean:
 	rm -rf .venv web/node_modules web/vendor runs reports
