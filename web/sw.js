@@ -1,6 +1,7 @@
-// Service worker: keeps the page, TensorFlow.js and the model for offline use.
-// Network first (so a re-exported model or a new page version is picked up at once), the
-// cache when offline. Everything is precached at install, read from vendor/files.json and
+// Service worker: keeps the page, the vendored libraries (TensorFlow.js, fast-png, iobuffer,
+// fflate) and the model for offline use. Network first (so a re-exported model or a new page
+// version is picked up at once), the cache when offline. Everything is precached at install,
+// read from vendor/files.json (every vendored file, e.g. fast-png/png_decoder.js) and
 // model/metadata.json, so the page works offline after one visit.
 const CACHE = "lungseg-v1";
 const SHELL = ["./", "index.html", "css/style.css", "js/app.js", "js/segmenter.js", "js/decode.js",

@@ -1,8 +1,9 @@
 // Decode an X-ray file into RGBA ImageData the way lungseg/imageio.py does in Python:
-// PNG is decoded here (exact samples, no colour management; 16-bit grey stretched from its own
-// min..max to 0..255, 16-bit colour reduced to the high byte as Pillow does, palette expanded,
-// alpha dropped); JPEG and other formats go through the browser's decoder with EXIF
+// PNG is decoded by fast-png (exact samples, no colour management; 16-bit grey stretched from
+// its own min..max to 0..255, 16-bit colour reduced to the high byte as Pillow does, palette
+// expanded, alpha dropped); JPEG and other formats go through the browser's decoder with EXIF
 // orientation applied. Every failure is an ImageDecodeError with a message for the user.
+import { convertIndexedToRgb, decode as decodePngFile } from "../vendor/fast-png/index.js";
 
 /** Largest image the page accepts (pixels); bigger ones are refused before decoding. */
 export const MAX_PIXELS = 25_000_000;
@@ -12,7 +13,6 @@ export class ImageDecodeError extends Error {
 }
 
 const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
-const CHANNELS = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 
 function isPng(b) { return b.length >= 8 && PNG_SIGNATURE.every((v, i) => b[i] === v); }
 function isJpeg(b) { return b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff; }
@@ -26,141 +26,66 @@ function checkSize(width, height) {
   if (Math.min(width, height) < 8) throw new ImageDecodeError(`the image is only ${width}x${height} pixels.`);
 }
 
-/** PNG chunks, checking structure: throws for a truncated or corrupt file. */
-function pngChunks(bytes) {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const chunks = [];
-  let pos = 8;
-  while (true) {
-    if (pos + 12 > bytes.length) throw new ImageDecodeError("the PNG file is truncated (it ends before its last chunk).");
-    const length = view.getUint32(pos);
-    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
-    if (pos + 12 + length > bytes.length) throw new ImageDecodeError("the PNG file is truncated.");
-    chunks.push({ type, data: bytes.subarray(pos + 8, pos + 8 + length) });
-    pos += 12 + length;
-    if (type === "IEND") break;
-  }
-  if (chunks[0]?.type !== "IHDR" || chunks[0].data.length !== 13) throw new ImageDecodeError("the PNG file is corrupt (no IHDR header).");
-  return chunks;
-}
-
-function pngHeader(chunks) {
-  const d = chunks[0].data, v = new DataView(d.buffer, d.byteOffset, 13);
-  return { width: v.getUint32(0), height: v.getUint32(4), bitDepth: d[8], colorType: d[9], interlace: d[12] };
-}
-
-async function inflate(parts) {
-  try {
-    const stream = new Blob(parts).stream().pipeThrough(new DecompressionStream("deflate"));
-    return new Uint8Array(await new Response(stream).arrayBuffer());
-  } catch (err) {
-    throw new ImageDecodeError("the PNG image data is corrupt or truncated.");
-  }
-}
-
-function unfilter(raw, width, height, bitsPerPixel) {
-  const stride = Math.ceil((width * bitsPerPixel) / 8);
-  const bpp = Math.max(1, bitsPerPixel >> 3);
-  if (raw.length < (stride + 1) * height) throw new ImageDecodeError("the PNG image data is truncated.");
-  const out = new Uint8Array(stride * height);
-  for (let y = 0; y < height; y++) {
-    const filter = raw[y * (stride + 1)];
-    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
-    const row = y * stride, prev = row - stride;
-    for (let i = 0; i < stride; i++) {
-      const a = i >= bpp ? out[row + i - bpp] : 0;
-      const b = y > 0 ? out[prev + i] : 0;
-      const c = y > 0 && i >= bpp ? out[prev + i - bpp] : 0;
-      let value;
-      switch (filter) {
-        case 0: value = src[i]; break;
-        case 1: value = src[i] + a; break;
-        case 2: value = src[i] + b; break;
-        case 3: value = src[i] + ((a + b) >> 1); break;
-        case 4: {
-          const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
-          value = src[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
-          break;
-        }
-        default: throw new ImageDecodeError(`the PNG file is corrupt (row filter ${filter}).`);
-      }
-      out[row + i] = value & 0xff;
-    }
-  }
-  return { data: out, stride };
-}
-
 /** NumPy's np.round: halves to even. */
 function roundHalfEven(x) {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** Decode a non-interlaced PNG; returns null for interlaced 8-bit files (the browser does those). */
-async function decodePng(bytes) {
-  const chunks = pngChunks(bytes);
-  const { width, height, bitDepth, colorType, interlace } = pngHeader(chunks);
-  checkSize(width, height);
-  const channels = CHANNELS[colorType];
-  if (!channels || ![1, 2, 4, 8, 16].includes(bitDepth)) throw new ImageDecodeError("the PNG file is corrupt (bad header).");
-  if (interlace) {
-    if (bitDepth === 16 && colorType === 0) {
-      throw new ImageDecodeError("interlaced 16-bit PNGs are not supported in the browser; save it non-interlaced or use the Python tool.");
-    }
-    return null;
+/** fast-png's decode, its errors turned into messages (reading past the end: truncated). */
+function readPng(bytes) {
+  // Size from IHDR (always the first chunk) before the full decode.
+  if (bytes.length < 33) throw new ImageDecodeError("the PNG file is truncated.");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (String.fromCharCode(...bytes.subarray(12, 16)) !== "IHDR") {
+    throw new ImageDecodeError("the PNG file is corrupt (no IHDR header).");
   }
-  const idat = chunks.filter((c) => c.type === "IDAT").map((c) => c.data);
-  if (!idat.length) throw new ImageDecodeError("the PNG file has no image data.");
-  const { data, stride } = unfilter(await inflate(idat), width, height, channels * bitDepth);
-  const rgba = new Uint8ClampedArray(width * height * 4);
-  const note = bitDepth === 16 && colorType === 0 ? "16-bit grey, stretched min..max to 8 bits" : "";
-  if (bitDepth === 16 && colorType === 0) {
-    const values = new Uint16Array(width * height);
+  checkSize(view.getUint32(16), view.getUint32(20));
+  try {
+    return decodePngFile(bytes, { checkCrc: true });
+  } catch (err) {
+    const cause = err.cause || err;   // fast-png wraps inflate errors
+    if (cause instanceof RangeError || /EOF/.test(cause.message)) throw new ImageDecodeError("the PNG file is truncated.");
+    throw new ImageDecodeError(`the PNG file is corrupt (${cause.message}).`);
+  }
+}
+
+/** PNG bytes -> {imageData, width, height, note}, pixel for pixel as lungseg.read_image. */
+function decodePng(bytes) {
+  const png = readPng(bytes);
+  const { width, height, depth } = png;
+  let { data, channels } = png;
+  const rgba = new Uint8ClampedArray(width * height * 4).fill(255);   // alpha dropped
+  const n = width * height;
+  if (png.palette && channels === 1) {   // indexed: expanded to RGB(A), 8-bit
+    try { data = convertIndexedToRgb(png); } catch (err) {
+      throw new ImageDecodeError(`the PNG file is corrupt (${err.message}).`);
+    }
+    channels = png.palette[0].length;
+  } else if (depth === 16 && channels === 1) {   // 16-bit grey: stretched min..max
     let low = 65535, high = 0;
+    for (const v of data) { if (v < low) low = v; if (v > high) high = v; }
+    const scale = high > low ? 255 / (high - low) : 0;
+    for (let i = 0; i < n; i++) rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = roundHalfEven((data[i] - low) * scale);
+    return { imageData: new ImageData(rgba, width, height), width, height, note: "16-bit grey, stretched min..max to 8 bits" };
+  } else if (depth < 8) {   // packed 1/2/4-bit grey, scaled to 0..255
+    const max = (1 << depth) - 1, stride = Math.ceil((width * depth) / 8);
+    const unpacked = new Uint8Array(n);
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
-        const v = (data[y * stride + 2 * x] << 8) | data[y * stride + 2 * x + 1];
-        values[y * width + x] = v;
-        if (v < low) low = v;
-        if (v > high) high = v;
+        const bit = x * depth, s = (data[y * stride + (bit >> 3)] >> (8 - depth - (bit & 7))) & max;
+        unpacked[y * width + x] = Math.round((s * 255) / max);
       }
     }
-    const scale = high > low ? 255 / (high - low) : 0;
-    for (let i = 0; i < values.length; i++) {
-      const g = high > low ? roundHalfEven((values[i] - low) * scale) : 0;
-      rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = g;
-      rgba[4 * i + 3] = 255;
-    }
-    return { imageData: new ImageData(rgba, width, height), width, height, note };
+    data = unpacked;
   }
-  let palette = null;
-  if (colorType === 3) {
-    palette = chunks.find((c) => c.type === "PLTE")?.data;
-    if (!palette) throw new ImageDecodeError("the PNG file is corrupt (palette missing).");
+  const shift = depth === 16 ? 8 : 0;   // 16-bit colour or grey+alpha: the high byte
+  for (let i = 0; i < n; i++) {
+    const p = i * channels;
+    if (channels <= 2) rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = data[p] >> shift;
+    else { rgba[4 * i] = data[p] >> shift; rgba[4 * i + 1] = data[p + 1] >> shift; rgba[4 * i + 2] = data[p + 2] >> shift; }
   }
-  const step = channels * (bitDepth === 16 ? 2 : 1);   // bytes per pixel for 8/16-bit
-  const maxSample = (1 << bitDepth) - 1;
-  for (let y = 0; y < height; y++) {
-    const row = y * stride;
-    for (let x = 0; x < width; x++) {
-      const o = 4 * (y * width + x);
-      let r, g, b;
-      if (bitDepth < 8) {   // grey or palette, packed samples
-        const bit = x * bitDepth;
-        const sample = (data[row + (bit >> 3)] >> (8 - bitDepth - (bit & 7))) & maxSample;
-        if (palette) { r = palette[3 * sample]; g = palette[3 * sample + 1]; b = palette[3 * sample + 2]; }
-        else r = g = b = Math.round((sample * 255) / maxSample);
-      } else {
-        const p = row + x * step, s = bitDepth === 16 ? 2 : 1;   // 16-bit: high byte
-        if (palette) { const i = data[p]; r = palette[3 * i]; g = palette[3 * i + 1]; b = palette[3 * i + 2]; }
-        else if (channels <= 2) r = g = b = data[p];
-        else { r = data[p]; g = data[p + s]; b = data[p + 2 * s]; }
-      }
-      if (r === undefined || g === undefined || b === undefined) r = g = b = 0;
-      rgba[o] = r; rgba[o + 1] = g; rgba[o + 2] = b; rgba[o + 3] = 255;
-    }
-  }
-  return { imageData: new ImageData(rgba, width, height), width, height, note };
+  return { imageData: new ImageData(rgba, width, height), width, height, note: "" };
 }
 
 /** Width and height from a JPEG's SOF marker (null if not found). */
@@ -206,9 +131,7 @@ export async function decodeImage(file) {
   if (!file.size) throw new ImageDecodeError("the file is empty (0 bytes).");
   const bytes = new Uint8Array(await file.arrayBuffer());
   if (isPng(bytes)) {
-    const decoded = await decodePng(bytes);
-    if (decoded) return decoded;
-    return decodeWithBrowser(bytes, "image/png");
+    return decodePng(bytes);
   }
   if (isJpeg(bytes)) {
     const size = jpegSize(bytes);

@@ -1,21 +1,32 @@
-// Copy exactly the TensorFlow.js files the page needs from node_modules into web/vendor/.
+// Copy exactly the library files the page needs from node_modules into web/vendor/:
+// TensorFlow.js, fflate (zip, one ESM file) and fast-png (PNG, ESM files + iobuffer).
 // Run from web/: `npm ci && node scripts/vendor.mjs`. The page never loads anything from a CDN.
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const web = join(dirname(fileURLToPath(import.meta.url)), "..");
-const nm = join(web, "node_modules", "@tensorflow");
+const nm = join(web, "node_modules");
 const out = join(web, "vendor");
 
 const FILES = [
-  ["tfjs/dist/tf.min.js", "tf.min.js"],
-  ["tfjs-backend-wasm/dist/tf-backend-wasm.min.js", "tf-backend-wasm.min.js"],
-  ["tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm", "tfjs-backend-wasm.wasm"],
-  ["tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm", "tfjs-backend-wasm-simd.wasm"],
-  ["tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm", "tfjs-backend-wasm-threaded-simd.wasm"],
-  ["tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js", "tf-backend-webgpu.min.js"],
+  ["@tensorflow/tfjs/dist/tf.min.js", "tf.min.js"],
+  ["@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js", "tf-backend-wasm.min.js"],
+  ["@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm", "tfjs-backend-wasm.wasm"],
+  ["@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm", "tfjs-backend-wasm-simd.wasm"],
+  ["@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm", "tfjs-backend-wasm-threaded-simd.wasm"],
+  ["@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js", "tf-backend-webgpu.min.js"],
+  ["fflate/esm/browser.js", "fflate.js"],   // the package's browser ESM build, self-contained
 ];
+// ESM packages copied as a tree (lib/*.js) into vendor/<name>/, bare imports made relative
+// (no bundler, no import map: js/decode.js imports vendor/fast-png/index.js from any page).
+const TREES = { "fast-png": "fast-png/index.js", iobuffer: "iobuffer/iobuffer.js" };
+const BARE = { fflate: "fflate.js", ...TREES };
+
+function jsFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? jsFiles(join(dir, e.name)).map((f) => join(e.name, f)) : e.name.endsWith(".js") ? [e.name] : []);
+}
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
@@ -24,8 +35,25 @@ for (const [from, to] of FILES) {
   copyFileSync(join(nm, from), join(out, to));
   listing[to] = statSync(join(out, to)).size;
 }
-const versions = Object.fromEntries(["tfjs", "tfjs-backend-wasm", "tfjs-backend-webgpu"].map(
-  (p) => [`@tensorflow/${p}`, JSON.parse(readFileSync(join(nm, p, "package.json"), "utf8")).version]));
+for (const pkg of Object.keys(TREES)) {
+  for (const file of jsFiles(join(nm, pkg, "lib"))) {
+    const to = join(pkg, file);
+    let code = readFileSync(join(nm, pkg, "lib", file), "utf8").replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n");
+    code = code.replace(/(from\s*|import\s*\(\s*)(["'])([^"'./][^"']*)\2/g, (m, head, q, spec) => {
+      if (!BARE[spec]) throw new Error(`${pkg}/${file}: unexpected import of ${spec}`);
+      let path = relative(dirname(to), BARE[spec]).split("\\").join("/");
+      if (!path.startsWith(".")) path = `./${path}`;
+      return `${head}${q}${path}${q}`;
+    });
+    mkdirSync(dirname(join(out, to)), { recursive: true });
+    writeFileSync(join(out, to), code);
+    listing[to.split("\\").join("/")] = Buffer.byteLength(code);
+  }
+}
+const PACKAGES = ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu",
+  "fast-png", "fflate", "iobuffer"];
+const versions = Object.fromEntries(PACKAGES.map(
+  (p) => [p, JSON.parse(readFileSync(join(nm, p, "package.json"), "utf8")).version]));
 writeFileSync(join(out, "files.json"), JSON.stringify({ versions, files: listing }, null, 2) + "\n");
 const total = Object.values(listing).reduce((a, b) => a + b, 0);
-console.log(`vendor/: ${FILES.length} files, ${(total / 1e6).toFixed(2)} MB (${JSON.stringify(versions)})`);
+console.log(`vendor/: ${Object.keys(listing).length} files, ${(total / 1e6).toFixed(2)} MB (${JSON.stringify(versions)})`);
