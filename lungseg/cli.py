@@ -16,7 +16,7 @@ def _train(args) -> int:
     summary = train(args.data, args.out, val=args.val, architecture=args.architecture,
                     backbone_weights=args.backbone_weights, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    limit=args.limit, seed=args.seed)
+                    limit=args.limit, seed=args.seed, fine_tune=args.fine_tune)
     print(f"best epoch {summary['best_epoch']}/{summary['epochs']}, "
           f"val Dice {summary['val_dice_at_best']}, {summary['training_seconds']} s of training; "
           f"model in {Path(args.out) / 'best'}")
@@ -98,6 +98,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
+    p.add_argument("--fine-tune", metavar="MODEL_DIR",
+                   help="start from this saved model and train its VGG19 layers too")
     p.add_argument("--limit", type=int, help="train on this many images only")
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(run=_train)

@@ -35,6 +35,7 @@ DEFAULTS = {  # per architecture: epochs, batch size, learning rate, loss
     "seed": dict(epochs=4, batch_size=16, learning_rate=1e-3, loss="bce_loss"),
     "context": dict(epochs=10, batch_size=8, learning_rate=2e-3, loss="bce_dice_loss"),
 }
+FINE_TUNE = dict(epochs=2, learning_rate=1e-4)  # second stage: the VGG layers train too
 THRESHOLD = 0.5
 POSTPROCESS = {"keep_largest": 2, "fill_holes": True}
 LICENCE = ("weights trained by LungSeg's own pipeline (MIT, as the code); VGG19 ImageNet weights "
@@ -102,12 +103,17 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
           architecture: str = "context", backbone_weights: str = "imagenet",
           epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, limit: int | None = None,
-          val_limit: int | None = 120, seed: int = SEED, name: str | None = None) -> dict:
+          val_limit: int | None = 120, seed: int = SEED, name: str | None = None,
+          fine_tune: str | Path | None = None) -> dict:
     """Train ``architecture`` on ``data`` (validating on ``val``), resuming from ``out`` if it holds a run.
 
-    Returns the summary (best epoch, validation figures, time) also written to the card.
+    With ``fine_tune`` (a saved model folder), start from that model instead and train its
+    VGG19 layers too, at a lower learning rate. Returns the summary (best epoch, validation
+    figures, time) also written to the card.
     """
-    settings = DEFAULTS[architecture]
+    if fine_tune:
+        architecture = bundle.read_card(fine_tune)["architecture"]
+    settings = {**DEFAULTS[architecture], **(FINE_TUNE if fine_tune else {})}
     epochs = epochs or settings["epochs"]
     batch_size = batch_size or settings["batch_size"]
     learning_rate = learning_rate or settings["learning_rate"]
@@ -130,9 +136,15 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
     if history:
         model = keras.models.load_model(last)
         log.info("resuming %s after epoch %d", last, len(history))
+    elif fine_tune:
+        model, _ = bundle.load(fine_tune)
+        for layer in model.layers:
+            layer.trainable = True
+        log.info("fine-tuning %s with its VGG19 layers unfrozen", fine_tune)
     else:
         model = ARCHITECTURES[architecture]()
         load_vgg19_weights(model, backbone_weights)
+    if not history:
         steps = epochs * int(np.ceil(len(train_x) / batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -171,7 +183,8 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "input": "raw RGB pixels 0-255, any size (resized and VGG-normalised inside the model)",
         "output": "lung probability per pixel at the input's size",
         "threshold": THRESHOLD, "postprocess": POSTPROCESS if architecture != "seed" else {},
-        "backbone": "VGG19 (ImageNet weights), frozen; its layers as named in the model",
+        "backbone": "VGG19 (ImageNet weights); its layers as named in the model; "
+                    + (f"fine-tuned, starting from {Path(fine_tune).as_posix()}" if fine_tune else "frozen"),
         "data": f"{Path(data).as_posix()}: {len(train_x)} X-rays with manual lung masks",
         "licence": LICENCE,
         "training": summary,

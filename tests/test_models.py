@@ -92,3 +92,15 @@ def test_train_pipeline_writes_a_run_and_resumes(tmp_path):
     assert card["architecture"] == "seed" and card["input_size"] == 48
     image = read_image(val_images(1)[0])
     assert model(image[None].astype(np.float32)).shape == (1, 256, 256, 1)
+
+
+@requires_data
+def test_fine_tuning_starts_from_a_saved_model_and_trains_vgg(tmp_path):
+    start, _ = bundle.load(bundle.SEED_MODEL)
+    before = start.get_layer("block1_conv2").get_weights()[0]
+    summary = train(DATA / "Train", tmp_path, fine_tune=bundle.SEED_MODEL, epochs=1, limit=16,
+                    batch_size=8, learning_rate=1e-3)
+    tuned, card = bundle.load(tmp_path / "best")
+    assert summary["epochs"] == 1 and card["architecture"] == "seed"
+    assert "fine-tuned" in card["backbone"]
+    assert not np.allclose(tuned.get_layer("block1_conv2").get_weights()[0], before)
