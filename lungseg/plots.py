@@ -41,7 +41,9 @@ def training_curves(history: list[dict], path: str | Path) -> None:
     for key in ("val_dice", "val_iou"):
         if key in history[0]:
             right.plot(epochs, [row[key] for row in history], marker="o", label=key)
-    right.set_xlabel("epoch"), right.set_title("validation"), right.legend()
+    right.set_xlabel("epoch"), right.set_title("validation")
+    if right.lines:
+        right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
