@@ -17,15 +17,22 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import metrics, plots
-from .datasets import find_samples
+from .datasets import Sample, find_samples
 from .imageio import read_image
 from .inference import Segmenter
 
 BATCH = 16
 
 
-def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(mask).resize(shape[::-1], Image.NEAREST))
+def _scored(sample: Sample, image: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
+    """The metrics row of one prediction (at the truth's size) and its case for the figures."""
+    truth = sample.read_mask()
+    if pred.shape != truth.shape:
+        pred = np.asarray(Image.fromarray(pred).resize(truth.shape[::-1], Image.NEAREST))
+    row = {"image": sample.name, "group": sample.group, **metrics.score(truth, pred)}
+    case = {"image": image, "truth": truth, "pred": pred,
+            "title": f"{sample.group}/{sample.name} Dice {row['dice']:.3f}"}
+    return row, case
 
 
 def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = None,
@@ -38,14 +45,9 @@ def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = No
         chunk = samples[start:start + BATCH]
         images = [read_image(s.image) for s in chunk]
         for sample, image, pred in zip(chunk, images, segmenter.predict_batch(images)):
-            truth = sample.read_mask()
-            if pred.shape != truth.shape:
-                pred = _resize_mask(pred, truth.shape)
-            row = {"image": sample.name, "group": sample.group, **metrics.score(truth, pred)}
+            row, case = _scored(sample, image, pred)
             rows.append(row)
-            worst_cases.append((row["dice"], {"image": image, "truth": truth, "pred": pred,
-                                              "title": f"{sample.group}/{sample.name} Dice {row['dice']:.3f}"}))
-            worst_cases = sorted(worst_cases, key=lambda c: c[0])[:worst]
+            worst_cases = sorted(worst_cases + [(row["dice"], case)], key=lambda c: c[0])[:worst]
     seconds = time.perf_counter() - started
     groups = sorted({r["group"] for r in rows})
     report = {
@@ -65,16 +67,13 @@ def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = No
     return report
 
 
-def _case(segmenter: Segmenter, samples, rows: list[dict], percentile: float) -> dict:
+def _case(segmenter: Segmenter, samples: list[Sample], rows: list[dict], percentile: float) -> dict:
     """The case whose Dice sits at ``percentile`` of all rows, predicted again for the figure."""
     dice = np.array([r["dice"] for r in rows])
     index = int(np.argmin(np.abs(dice - np.percentile(dice, percentile))))
-    sample, image = samples[index], read_image(samples[index].image)
-    truth, pred = sample.read_mask(), segmenter.predict(image)
-    if pred.shape != truth.shape:
-        pred = _resize_mask(pred, truth.shape)
-    return {"image": image, "truth": truth, "pred": pred,
-            "title": f"{sample.group}/{sample.name} Dice {dice[index]:.3f} (p{percentile})"}
+    image = read_image(samples[index].image)
+    _, case = _scored(samples[index], image, segmenter.predict(image))
+    return {**case, "title": f"{case['title']} (p{percentile})"}
 
 
 def markdown_table(report: dict) -> str:
