@@ -1,6 +1,6 @@
 """Python inference speed of the committed models on this machine.
 
-    .venv/bin/python bench/bench_inference.py [--model DIR] [--repeats 20]
+    .venv/bin/python bench/bench_inference.py [--model DIR] [--repeats 50]
 
 Prints, for one 256x256 X-ray: median latency of ``Segmenter.predict`` (model + threshold +
 clean-up) and of the model call alone; and images/second for batches of 1, 8 and 32.
@@ -48,7 +48,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", type=Path,
                         help="saved model folder (repeatable; default: default and seed)")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
     files = sorted(DATA.glob("*/images/*.png"))
     image = read_image(files[0]) if files else np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8)

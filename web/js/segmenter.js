@@ -68,7 +68,9 @@ async function prepareBackend(tf, name) {
     if (!tf.wasm) await loadScript("tf-backend-wasm.min.js");
     tf.wasm.setWasmPaths(VENDOR.href);
     // Threaded wasm is used when the page is cross-origin isolated (COOP/COEP headers); TF.js
-    // then runs min(4, cores / 2) threads: 1 on a 2-core machine.
+    // then runs min(4, cores / 2) threads. Below 4 cores that is 1 thread, and the threaded
+    // build on 1 thread is slower than the plain SIMD build (bench/bench_web.py), so use that.
+    if ((navigator.hardwareConcurrency || 1) < 4) tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
   } else if (name === "webgpu" && !tf.findBackendFactory("webgpu")) {
     await loadScript("tf-backend-webgpu.min.js");
   }
@@ -78,9 +80,8 @@ async function prepareBackend(tf, name) {
 
 function describeBackend(tf, name) {
   if (name !== "wasm") return name;
-  const threads = globalThis.crossOriginIsolated && tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
-  if (threads > 1) return `wasm, ${threads} threads`;
-  return globalThis.crossOriginIsolated ? "wasm (threaded build, 1 thread)" : "wasm";
+  const threads = tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
+  return threads > 1 ? `wasm, ${threads} threads` : "wasm";
 }
 
 /**
