@@ -68,9 +68,20 @@ def render_card(card: dict) -> str:
         if key in card:
             lines.append(f"- **{key}**: {card[key]}")
     if "training" in card:
-        lines += ["", "## Training", ""] + [f"- {k}: {v}" for k, v in card["training"].items()]
+        lines += ["", "## Training", ""] + _bullets(card["training"])
     if "metrics" in card:
         lines += ["", f"## Metrics ({card['metrics'].get('data', '')})", "",
                   "| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in card["metrics"].items() if isinstance(v, float)]
     return "\n".join(lines) + "\n"
+
+
+def _bullets(values: dict, depth: int = 0) -> list[str]:
+    """A dict as a Markdown list, nested dicts (e.g. the model a fine-tune started from) indented."""
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines += [f"{'  ' * depth}- {key}:"] + _bullets(value, depth + 1)
+        else:
+            lines.append(f"{'  ' * depth}- {key}: {value}")
+    return lines
