@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", default=str(ROOT / "web" / "model"))
     parser.add_argument("--backends", default="wasm,wasm-threaded",
                         help="comma list of wasm, wasm-threaded, webgl, cpu (webgl/cpu: software-only here)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per size after the first")
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per size after the first")
     parser.add_argument("--dice", type=int, default=0, metavar="N", help="mean Dice on N Val X-rays, browser vs Keras")
     parser.add_argument("--screenshot", metavar="PNG", help="also save a screenshot of the page with a real result "
                         "(e.g. docs/web.png)")
