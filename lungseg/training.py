@@ -176,9 +176,12 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
         "augmentation": "rotation, zoom, shift, gamma, contrast, brightness",
     }
-    if fine_tune:  # the model it started from, and how that was trained
-        summary["started_from"] = {"model": Path(fine_tune).as_posix(),
-                                   "training": bundle.read_card(fine_tune).get("training")}
+    if fine_tune:  # the model it started from, how that was trained, and the totals
+        base = bundle.read_card(fine_tune).get("training", {})
+        summary["epochs_in_all"] = len(history) + base.get("epochs_in_all", base.get("epochs", 0))
+        summary["training_seconds_in_all"] = summary["training_seconds"] + base.get(
+            "training_seconds_in_all", base.get("training_seconds", 0))
+        summary["started_from"] = {"model": Path(fine_tune).as_posix(), "training": base}
     best_model = keras.models.load_model(out / "checkpoints" / "best.keras", compile=False)
     card = {
         "name": name or f"lungseg-{architecture}", "version": time.strftime("%Y.%m.%d"),

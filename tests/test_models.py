@@ -104,7 +104,8 @@ def test_fine_tuning_starts_from_a_saved_model_and_trains_vgg(tmp_path):
     assert summary["epochs"] == 1 and card["architecture"] == "seed"
     assert "fine-tuned" in card["backbone"]
     started = card["training"]["started_from"]  # provenance: the base model and its training
-    assert started["training"] == bundle.read_card(bundle.SEED_MODEL)["training"]
+    base = bundle.read_card(bundle.SEED_MODEL)["training"]
+    assert started["training"] == base and card["training"]["epochs_in_all"] == base["epochs"] + 1
     readme = (tmp_path / "best" / bundle.README_FILE).read_text()
     assert "- started_from:\n  - model: " in readme and "    - epochs: " in readme
     assert not np.allclose(tuned.get_layer("block1_conv2").get_weights()[0], before)
