@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 TRAIN_SIZE = 256        # images and masks are brought to this size to be batched
 SEED = 1234
 DEFAULTS = {  # per architecture: epochs, batch size, learning rate, loss
-    "seed": dict(epochs=4, batch_size=16, learning_rate=1e-3, loss="bce_loss"),
+    "seed": dict(epochs=19, batch_size=16, learning_rate=1e-3, loss="bce_loss"),
     "context": dict(epochs=10, batch_size=8, learning_rate=2e-3, loss="bce_dice_loss"),
 }
 FINE_TUNE = dict(epochs=2, learning_rate=1e-4)  # second stage: the VGG layers train too
