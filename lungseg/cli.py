@@ -26,11 +26,14 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import evaluate, markdown_table
     from .inference import Segmenter
-    if args.no_postprocess and args.update_card:
-        raise SystemExit("--update-card stores the figures of the model as shipped: drop --no-postprocess")
+    if (args.no_postprocess or args.threshold is not None) and args.update_card:
+        raise SystemExit("--update-card stores the figures of the model as shipped: "
+                         "drop --no-postprocess and --threshold")
     segmenter = Segmenter.load(args.model)
     if args.no_postprocess:
         segmenter.keep_regions, segmenter.fill_holes = 0, False
+    if args.threshold is not None:
+        segmenter.threshold = args.threshold
     out = args.out or Path("reports") / segmenter.name
     report = evaluate(segmenter, args.data, out, limit=args.limit)
     if args.update_card:
@@ -111,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="score the first N pairs only")
     p.add_argument("--no-postprocess", action="store_true",
                    help="score the thresholded probabilities without the card's clean-up")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--update-card", action="store_true",
                    help="store the overall figures in the model's card (for a release)")
     p.set_defaults(run=_evaluate)

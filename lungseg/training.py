@@ -178,7 +178,7 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
     }
     if fine_tune:  # the model it started from, how that was trained, and the totals
         base = bundle.read_card(fine_tune).get("training", {})
-        summary["epochs_in_all"] = len(history) + base.get("epochs_in_all", base.get("epochs", 0))
+        summary["epochs_in_all"] = summary["epochs"] + base.get("epochs_in_all", base.get("epochs", 0))
         summary["training_seconds_in_all"] = summary["training_seconds"] + base.get(
             "training_seconds_in_all", base.get("training_seconds", 0))
         summary["started_from"] = {"model": Path(fine_tune).as_posix(), "training": base}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import ROOT, mask_of, requires_data, val_images
@@ -47,14 +48,19 @@ def test_predict_all_good_exits_zero(tmp_path):
     assert (tmp_path / "o" / "a.png").exists() and not (tmp_path / "o" / "a_overlay.png").exists()
 
 
-@requires_data
-def test_evaluate_writes_json_markdown_and_worst_cases(tmp_path):
-    data = tmp_path / "Val"
-    for path in val_images(3, "Normal") + val_images(3, "COVID-19"):
+def _val_subset(folder, per_group: int = 3):
+    """A COVID-QU-Ex style folder with a few real Val X-rays of two classes."""
+    for path in val_images(per_group, "Normal") + val_images(per_group, "COVID-19"):
         group = path.parent.parent.name
         for src, sub in ((path, "images"), (mask_of(path), "lung masks")):
-            (data / group / sub).mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, data / group / sub / path.name)
+            (folder / group / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, folder / group / sub / path.name)
+    return folder
+
+
+@requires_data
+def test_evaluate_writes_json_markdown_and_worst_cases(tmp_path):
+    data = _val_subset(tmp_path / "Val")
     assert main(["evaluate", "--data", str(data), "--out", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert report["overall"]["images"] == 6 and set(report["groups"]) == {"Normal", "COVID-19"}
@@ -62,3 +68,16 @@ def test_evaluate_writes_json_markdown_and_worst_cases(tmp_path):
     table = (tmp_path / "report" / "metrics.md").read_text()
     assert "| all | 6 |" in table and "hd95" in table
     assert Image.open(tmp_path / "report" / "worst.png").size[0] > 300
+
+
+@requires_data
+def test_evaluate_threshold_overrides_the_cards(tmp_path):
+    data = _val_subset(tmp_path / "Val", per_group=1)
+    recall = {}
+    for threshold in ("0.5", "0.999"):
+        out = tmp_path / threshold
+        assert main(["evaluate", "--data", str(data), "--out", str(out), "--threshold", threshold]) == 0
+        recall[threshold] = json.loads((out / "metrics.json").read_text())["overall"]["recall"]
+    assert recall["0.999"] < recall["0.5"]
+    with pytest.raises(SystemExit, match="--update-card"):
+        main(["evaluate", "--data", str(data), "--threshold", "0.4", "--update-card"])
