@@ -16,8 +16,7 @@ def _train(args) -> int:
     summary = train(args.data, args.out, val=args.val, architecture=args.architecture,
                     backbone_weights=args.backbone_weights, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    limit=args.limit, seed=args.seed, fine_tune=args.fine_tune,
-                    init_from=args.init_from)
+                    limit=args.limit, seed=args.seed, fine_tune=args.fine_tune)
     print(f"best epoch {summary['best_epoch']}/{summary['epochs']}, "
           f"val Dice {summary['val_dice_at_best']}, {summary['training_seconds']} s of training; "
           f"model in {Path(args.out) / 'best'}")
@@ -96,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training set folder (any supported layout)")
     p.add_argument("--val", help="validation set folder, for model selection")
     p.add_argument("--out", required=True, help="run folder: checkpoints, history, curves, best/")
-    p.add_argument("--architecture", choices=("context", "refined", "seed"), default="context")
+    p.add_argument("--architecture", choices=("context", "seed"), default="context")
     p.add_argument("--backbone-weights", default="imagenet",
                    help='VGG19 weights: "imagenet" (Keras download) or an .npz file')
     p.add_argument("--epochs", type=int)
@@ -104,9 +103,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--fine-tune", metavar="MODEL_DIR",
                    help="start from this saved model and train its VGG19 layers too")
-    p.add_argument("--init-from", metavar="MODEL_DIR",
-                   help="build --architecture anew, its layers that this saved model has taking "
-                        "their weights from it, frozen; only the new layers train")
     p.add_argument("--limit", type=int, help="train on this many images only")
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(run=_train)

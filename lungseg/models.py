@@ -39,8 +39,10 @@ def _conv(x, filters: int, kernel: int, name: str, dilation: int = 1):
     return keras.layers.ReLU(name=name + "_relu")(x)
 
 
-def _context_logits(image, s: int, width: int):
-    """The context model's lung logits at s x s: VGG19 at 1, 1/2 and 1/4 scale and its decoder."""
+def build_context(input_size: int = 192, width: int = 64) -> keras.Model:
+    """The default model: VGG19 features at 1, 1/2 and 1/4 scale with a context decoder."""
+    s = input_size
+    image = _image_input()
     f1, f2, f3 = vgg19_features(Preprocess(s, name="preprocess")(image),
                                 ("block1_conv2", "block2_conv2", "block3_conv1"))
     # Context at 1/4 scale: residual dilated convolutions see a wide part of the chest.
@@ -57,38 +59,11 @@ def _context_logits(image, s: int, width: int):
     y = _conv(y, 32, 3, "half_fuse")
     z = keras.layers.Add(name="full_add")([Resize(s, name="full_up")(y), _conv(f1, 32, 1, "full_skip")])
     z = keras.layers.ReLU(name="full_relu")(z)
-    return keras.layers.Conv2D(1, 1, name="logits")(z)
-
-
-def _probability(image, logits, name: str) -> keras.Model:
+    logits = keras.layers.Conv2D(1, 1, name="logits")(z)
     logits = ResizeLike(name="to_input_size")([logits, image])
-    return keras.Model(image, keras.layers.Activation("sigmoid", name="probability")(logits), name=name)
-
-
-def build_context(input_size: int = 192, width: int = 64) -> keras.Model:
-    """The context model: VGG19 features at 1, 1/2 and 1/4 scale with a context decoder."""
-    image = _image_input()
-    return _probability(image, _context_logits(image, input_size, width), "context")
-
-
-def build_refined(input_size: int = 192, refine_size: int = 256, width: int = 64) -> keras.Model:
-    """The context model plus a small refinement at ``refine_size`` that moves its boundary.
-
-    The context logits, upsampled, and the image itself at refine_size (finer than the VGG
-    input) go through three small convolutions that add a correction to the logits: most of
-    the context model's errors lie within a pixel of the true lung border. The correction
-    starts at zero, so a refined model warm-started from a context model begins as that model.
-    """
-    image = _image_input()
-    logits = Resize(refine_size, name="refine_up")(_context_logits(image, input_size, width))
-    pixels = Preprocess(refine_size, name="refine_preprocess")(image)
-    x = keras.layers.Concatenate(name="refine_in")([logits, pixels])
-    x = _conv(x, 16, 3, "refine_a")
-    x = _conv(x, 16, 3, "refine_b", dilation=2)
-    x = _conv(x, 16, 3, "refine_c")
-    delta = keras.layers.Conv2D(1, 1, kernel_initializer="zeros", name="refine_delta")(x)
-    return _probability(image, keras.layers.Add(name="refine_add")([logits, delta]), "refined")
+    return keras.Model(image, keras.layers.Activation("sigmoid", name="probability")(logits),
+                       name="context")
 
 
 #: Architecture name -> builder; a saved model's card names its architecture.
-ARCHITECTURES = {"seed": build_seed, "context": build_context, "refined": build_refined}
+ARCHITECTURES = {"seed": build_seed, "context": build_context}

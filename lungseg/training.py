@@ -34,7 +34,6 @@ SEED = 1234
 DEFAULTS = {  # per architecture: epochs, batch size, learning rate, loss
     "seed": dict(epochs=19, batch_size=16, learning_rate=1e-3, loss="bce_loss"),
     "context": dict(epochs=10, batch_size=8, learning_rate=2e-3, loss="bce_dice_loss"),
-    "refined": dict(epochs=4, batch_size=8, learning_rate=1e-3, loss="bce_dice_loss"),
 }
 FINE_TUNE = dict(epochs=2, learning_rate=1e-4)  # second stage: the VGG layers train too
 THRESHOLD = 0.5
@@ -66,16 +65,6 @@ def dataset(images, masks, batch_size: int, augment=None, shuffle_seed: int | No
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
-    """Give ``target``'s layers the weights of ``source``'s layers of the same name; freeze them."""
-    names = {layer.name for layer in source.layers if layer.weights}
-    shared = [layer for layer in target.layers if layer.name in names]
-    for layer in shared:
-        layer.set_weights(source.get_layer(layer.name).get_weights())
-        layer.trainable = False
-    return [layer.name for layer in shared]
 
 
 class ValidationDice(keras.callbacks.Callback):
@@ -115,13 +104,11 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
           epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, limit: int | None = None,
           val_limit: int | None = 120, seed: int = SEED, name: str | None = None,
-          fine_tune: str | Path | None = None, init_from: str | Path | None = None) -> dict:
+          fine_tune: str | Path | None = None) -> dict:
     """Train ``architecture`` on ``data`` (validating on ``val``), resuming from ``out`` if it holds a run.
 
     With ``fine_tune`` (a saved model folder), start from that model instead and train its
-    VGG19 layers too, at a lower learning rate. With ``init_from`` (a saved model folder), build
-    ``architecture`` anew, give its layers that ``init_from`` also has their trained weights
-    and freeze them: only the layers it adds are trained. Returns the summary (best epoch, validation
+    VGG19 layers too, at a lower learning rate. Returns the summary (best epoch, validation
     figures, time) also written to the card.
     """
     if fine_tune:
@@ -154,10 +141,6 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         for layer in model.layers:
             layer.trainable = True
         log.info("fine-tuning %s with its VGG19 layers unfrozen", fine_tune)
-    elif init_from:
-        model = ARCHITECTURES[architecture]()
-        shared = transfer_weights(bundle.load(init_from)[0], model)
-        log.info("%d layers start from %s, frozen; training the rest", len(shared), init_from)
     else:
         model = ARCHITECTURES[architecture]()
         load_vgg19_weights(model, backbone_weights)
@@ -193,13 +176,12 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
         "augmentation": "rotation, zoom, shift, gamma, contrast, brightness",
     }
-    start = fine_tune or init_from
-    if start:  # the model it started from, how that was trained, and the totals
-        base = bundle.read_card(start).get("training", {})
+    if fine_tune:  # the model it started from, how that was trained, and the totals
+        base = bundle.read_card(fine_tune).get("training", {})
         summary["epochs_in_all"] = summary["epochs"] + base.get("epochs_in_all", base.get("epochs", 0))
         summary["training_seconds_in_all"] = summary["training_seconds"] + base.get(
             "training_seconds_in_all", base.get("training_seconds", 0))
-        summary["started_from"] = {"model": Path(start).as_posix(), "training": base}
+        summary["started_from"] = {"model": Path(fine_tune).as_posix(), "training": base}
     best_model = keras.models.load_model(out / "checkpoints" / "best.keras", compile=False)
     card = {
         "name": name or f"lungseg-{architecture}", "version": time.strftime("%Y.%m.%d"),
@@ -208,8 +190,7 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "output": "lung probability per pixel at the input's size",
         "threshold": THRESHOLD, "postprocess": POSTPROCESS if architecture != "seed" else {},
         "backbone": "VGG19 (ImageNet weights); its layers as named in the model; "
-                    + (f"fine-tuned, starting from {Path(fine_tune).as_posix()}" if fine_tune
-                       else f"frozen, as in {Path(init_from).as_posix()}" if init_from else "frozen"),
+                    + (f"fine-tuned, starting from {Path(fine_tune).as_posix()}" if fine_tune else "frozen"),
         "data": f"{Path(data).as_posix()}: {len(train_x)} X-rays with manual lung masks",
         "licence": LICENCE,
         "training": summary,

@@ -11,8 +11,8 @@ from conftest import DATA, ROOT, requires_data, val_images
 from lungseg import bundle, losses
 from lungseg.backbone import load_vgg19_weights
 from lungseg.imageio import read_image
-from lungseg.models import ARCHITECTURES, build_context, build_refined, build_seed
-from lungseg.training import transfer_weights, dataset, load_arrays, train
+from lungseg.models import ARCHITECTURES, build_context, build_seed
+from lungseg.training import dataset, load_arrays, train
 
 WEIGHTS = ROOT.parent / "shared" / "weights" / "vgg19_imagenet_block1-3.npz"
 requires_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"no VGG19 weights at {WEIGHTS}")
@@ -109,27 +109,3 @@ def test_fine_tuning_starts_from_a_saved_model_and_trains_vgg(tmp_path):
     readme = (tmp_path / "best" / bundle.README_FILE).read_text()
     assert "- started_from:\n  - model: " in readme and "    - epochs: " in readme
     assert not np.allclose(tuned.get_layer("block1_conv2").get_weights()[0], before)
-
-
-@requires_data
-def test_refined_model_warm_starts_from_a_context_model_and_trains_only_its_new_layers(tmp_path):
-    source, _ = bundle.load(bundle.DEFAULT_MODEL)
-    images = np.stack([read_image(p) for p in val_images(2)]).astype(np.float32)
-    refined = build_refined()
-    shared = transfer_weights(source, refined)
-    assert "block1_conv1" in shared and "logits" in shared and "refine_a" not in shared
-    # The refinement's correction starts at zero: before training it is its source model.
-    np.testing.assert_allclose(refined.predict(images, verbose=0), source.predict(images, verbose=0),
-                               atol=1e-5)
-
-    summary = train(DATA / "Train", tmp_path, architecture="refined", init_from=bundle.DEFAULT_MODEL,
-                    epochs=1, limit=8, batch_size=8)
-    trained, card = bundle.load(tmp_path / "best")
-    assert card["architecture"] == "refined" and card["input_size"] == source.get_layer("preprocess").size
-    assert card["training"]["started_from"]["model"] == Path(bundle.DEFAULT_MODEL).as_posix()
-    assert card["training"]["epochs_in_all"] > summary["epochs"]
-    for name in ("block3_conv1", "ctx_d8", "logits"):   # frozen, as in the source
-        for kept, trained_weights in zip(source.get_layer(name).get_weights(),
-                                         trained.get_layer(name).get_weights()):
-            np.testing.assert_array_equal(kept, trained_weights)
-    assert np.abs(trained.get_layer("refine_delta").get_weights()[0]).max() > 0
