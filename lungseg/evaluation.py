@@ -24,11 +24,17 @@ from .inference import Segmenter
 BATCH = 16
 
 
+def at_truth_size(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The predicted mask resized (nearest) to the manual mask's size: scores compare them there."""
+    if pred.shape == truth.shape:
+        return pred
+    return np.asarray(Image.fromarray(pred).resize(truth.shape[::-1], Image.NEAREST))
+
+
 def _scored(sample: Sample, image: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
     """The metrics row of one prediction (at the truth's size) and its case for the figures."""
     truth = sample.read_mask()
-    if pred.shape != truth.shape:
-        pred = np.asarray(Image.fromarray(pred).resize(truth.shape[::-1], Image.NEAREST))
+    pred = at_truth_size(pred, truth)
     row = {"image": sample.name, "group": sample.group, **metrics.score(truth, pred)}
     case = {"image": image, "truth": truth, "pred": pred,
             "title": f"{sample.group}/{sample.name} Dice {row['dice']:.3f}"}
