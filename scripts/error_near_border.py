@@ -5,7 +5,7 @@
 
 Prints the share of wrong pixels within 1 and 2 px of the manual border, and the mean Dice if
 every wrong pixel within 1 px were right: how much of the gap is placing the border to the
-pixel (where annotators differ too) rather than missing or adding whole regions.
+pixel rather than missing or adding whole regions.
 """
 from __future__ import annotations
 
