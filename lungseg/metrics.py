@@ -12,11 +12,15 @@ def _ratio(num: float, den: float, empty: float = 1.0) -> float:
     return float(num / den) if den else (empty if num == 0 else 0.0)
 
 
+def border(mask: np.ndarray) -> np.ndarray:
+    """The mask's own boundary pixels (those with a background 4-neighbour or on the image edge)."""
+    mask = mask.astype(bool)
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
 def _surface_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distances (pixels) from each boundary pixel of ``a`` to the nearest boundary pixel of ``b``."""
-    border_a = a & ~ndimage.binary_erosion(a, border_value=0)
-    border_b = b & ~ndimage.binary_erosion(b, border_value=0)
-    return ndimage.distance_transform_edt(~border_b)[border_a]
+    return ndimage.distance_transform_edt(~border(b))[border(a)]
 
 
 def hd95(truth: np.ndarray, pred: np.ndarray) -> float:

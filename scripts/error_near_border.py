@@ -15,34 +15,28 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from lungseg import Segmenter, bundle, metrics
+from lungseg.datasets import find_samples
+from lungseg.evaluation import at_truth_size
+from lungseg.imageio import read_image
+
 BANDS = (1, 2)  # pixels from the manual border
-
-
-def border_distance(truth: np.ndarray) -> np.ndarray:
-    """Each pixel's distance (px) to the nearest border pixel of the ``truth`` mask."""
-    truth = truth.astype(bool)
-    border = truth & ~ndimage.binary_erosion(truth, border_value=0)
-    return ndimage.distance_transform_edt(~border)
 
 
 def tally(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Wrong pixels in all and within each band of the border, and Dice as is and with the 1 px band right."""
     truth, pred = truth.astype(bool), pred.astype(bool)
-    wrong, distance = truth ^ pred, border_distance(truth)
+    wrong = truth ^ pred
+    distance = ndimage.distance_transform_edt(~metrics.border(truth))
     row = {"wrong": int(wrong.sum())}
     row.update({f"within_{b}": int((wrong & (distance <= b)).sum()) for b in BANDS})
     fixed = np.where(wrong & (distance <= 1), truth, pred)
-    row["dice"] = 2 * (truth & pred).sum() / max(truth.sum() + pred.sum(), 1)
-    row["dice_border_fixed"] = 2 * (truth & fixed).sum() / max(truth.sum() + fixed.sum(), 1)
+    row["dice"] = metrics.score(truth, pred)["dice"]
+    row["dice_border_fixed"] = metrics.score(truth, fixed)["dice"]
     return row
 
 
 def main(argv=None) -> int:
-    from lungseg import Segmenter, bundle
-    from lungseg.datasets import find_samples
-    from lungseg.evaluation import at_truth_size
-    from lungseg.imageio import read_image
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="labelled dataset folder")
     parser.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
