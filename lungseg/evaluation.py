@@ -31,6 +31,14 @@ def at_truth_size(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(pred).resize(truth.shape[::-1], Image.NEAREST))
 
 
+def predictions(segmenter: Segmenter, samples: list[Sample], desc: str = "evaluating"):
+    """Yield (sample, image, mask) for every sample, predicting in batches with a progress bar."""
+    for start in tqdm(range(0, len(samples), BATCH), desc=desc, unit="batch"):
+        chunk = samples[start:start + BATCH]
+        images = [read_image(s.image) for s in chunk]
+        yield from zip(chunk, images, segmenter.predict_batch(images))
+
+
 def _scored(sample: Sample, image: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
     """The metrics row of one prediction (at the truth's size) and its case for the figures."""
     truth = sample.read_mask()
@@ -47,13 +55,10 @@ def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = No
     samples = find_samples(data)[:limit] if limit else find_samples(data)
     rows, started = [], time.perf_counter()
     worst_cases: list[tuple[float, dict]] = []
-    for start in tqdm(range(0, len(samples), BATCH), desc="evaluating", unit="batch"):
-        chunk = samples[start:start + BATCH]
-        images = [read_image(s.image) for s in chunk]
-        for sample, image, pred in zip(chunk, images, segmenter.predict_batch(images)):
-            row, case = _scored(sample, image, pred)
-            rows.append(row)
-            worst_cases = sorted(worst_cases + [(row["dice"], case)], key=lambda c: c[0])[:worst]
+    for sample, image, pred in predictions(segmenter, samples):
+        row, case = _scored(sample, image, pred)
+        rows.append(row)
+        worst_cases = sorted(worst_cases + [(row["dice"], case)], key=lambda c: c[0])[:worst]
     seconds = time.perf_counter() - started
     groups = sorted({r["group"] for r in rows})
     report = {

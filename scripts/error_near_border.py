@@ -13,12 +13,10 @@ import argparse
 
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from lungseg import Segmenter, bundle, metrics
 from lungseg.datasets import find_samples
-from lungseg.evaluation import at_truth_size
-from lungseg.imageio import read_image
+from lungseg.evaluation import at_truth_size, predictions
 
 BANDS = (1, 2)  # pixels from the manual border
 
@@ -41,11 +39,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="labelled dataset folder")
     parser.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
     args = parser.parse_args(argv)
-    segmenter = Segmenter.load(args.model)
     rows = []
-    for sample in tqdm(find_samples(args.data), desc="scoring", unit="img"):
+    for sample, _, pred in predictions(Segmenter.load(args.model), find_samples(args.data), "scoring"):
         truth = sample.read_mask()
-        rows.append(tally(truth, at_truth_size(segmenter.predict(read_image(sample.image)), truth)))
+        rows.append(tally(truth, at_truth_size(pred, truth)))
     wrong = sum(r["wrong"] for r in rows)
     print(f"{len(rows)} images, {wrong} wrong pixels")
     for b in BANDS:
