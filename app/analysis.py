@@ -13,10 +13,10 @@ from pathlib import PurePath
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from lungseg import ImageError, read_image, read_mask
 from lungseg.imageio import encode_png
+from lungseg.measure import PATIENT_SIDE_NOTE, lung_areas  # noqa: F401  (re-exported for the app)
 from lungseg.metrics import score
 from lungseg.plots import overlay
 
@@ -24,9 +24,6 @@ from lungseg.plots import overlay
 #: 144 Mpx; the app is stricter because the server holds the image, its probability map and
 #: its overlays in memory for every session. Override with env LUNGSEG_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 64_000_000
-
-PATIENT_SIDE_NOTE = ("Image left is the patient's right (standard PA/AP chest X-ray, the patient "
-                     "facing the viewer).")
 
 CSV_FIELDS = ["file", "status", "width", "height", "lung_fraction", "image_left_fraction",
               "image_right_fraction", "inference_ms", "model", "threshold", "dice", "iou", "error"]
@@ -51,27 +48,6 @@ def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         return read_image(data)
     except ImageError as err:
         raise ImageError(str(err).replace("upload:", f"{name}:", 1)) from None
-
-
-def lung_areas(mask: np.ndarray) -> dict[str, float]:
-    """Lung area as fractions of the image: all lung, image-left lung and image-right lung.
-
-    Each connected lung region counts for the side its centre lies on; when the lungs form a
-    single region (or none), its pixels are split at the image's vertical midline.
-    """
-    mask = mask.astype(bool)
-    height, width = mask.shape
-    total = float(mask.sum())
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count >= 2:
-        centres = ndimage.center_of_mass(mask, labels, range(1, count + 1))
-        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        left = float(sum(a for a, (_, x) in zip(areas, centres) if x < (width - 1) / 2))
-    else:
-        left = float(mask[:, : width // 2].sum())
-    pixels = float(height * width)
-    return {"lung_fraction": total / pixels, "image_left_fraction": left / pixels,
-            "image_right_fraction": (total - left) / pixels}
 
 
 def probability(seg, image: np.ndarray) -> tuple[np.ndarray, float]:

@@ -7,54 +7,71 @@ images stretched from their own min..max to 0..255, alpha dropped, grey copied t
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-#: Largest image accepted, in pixels (a 12,000 x 12,000 scan); larger ones are refused
-#: before decoding so that a decompression bomb cannot exhaust memory.
-MAX_PIXELS = 144_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+from . import rules
 
 ImageInput = Union[str, Path, bytes, np.ndarray, Image.Image]
+
+# Sizes are checked against rules.MAX_PIXELS from the header, before decoding (so a
+# decompression bomb is refused with its size in the message); Pillow's own check would
+# refuse without saying how large the image is.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(ValueError):
     """An input that is not a readable image, with a message meant for the user."""
 
 
-def _open(source: str | Path | bytes) -> Image.Image:
+def _check_size(name: str, width: int, height: int) -> None:
+    """Refuse an image outside rules.json's pixel limits (called on the header, before decoding)."""
+    if width * height > rules.MAX_PIXELS:
+        raise ImageError(rules.message("too_many_pixels", name, width=width, height=height,
+                                       megapixels=f"{width * height / 1e6:.1f}"))
+    if min(width, height) < rules.MIN_SIDE:
+        raise ImageError(rules.message("too_small", name, width=width, height=height))
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def _open(source: str | Path | bytes, name: str) -> Image.Image:
     """Open and fully decode an image file or bytes, turning every failure into ImageError."""
-    name = "upload" if isinstance(source, bytes) else Path(source).name
     if isinstance(source, bytes):
-        if not source:
-            raise ImageError(f"{name}: the file is empty (0 bytes).")
-        stream = io.BytesIO(source)
+        size, head, stream = len(source), source[:512], io.BytesIO(source)
     else:
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"{name}: no such file.")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes).")
-        stream = path.open("rb")
+            raise ImageError(rules.message("no_such_file", name))
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            head = file.read(512)
+        stream = None
+    if size == 0:
+        raise ImageError(rules.message("empty", name))
+    if size > rules.MAX_FILE_BYTES:
+        raise ImageError(rules.message("file_too_large", name, megabytes=f"{size / 2**20:.0f}"))
     try:
-        with stream, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
-            image = Image.open(stream)
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: the image is {image.width}x{image.height} pixels, more than the "
-                    f"{MAX_PIXELS:,} this tool accepts.")
+        with stream or Path(source).open("rb") as opened:
+            image = Image.open(opened)
+            _check_size(name, *image.size)
             image.load()
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file PIL can read (PNG, JPEG, ...).") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: the image is too large to decode safely.") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{name}: the image is corrupt or truncated ({err}).") from None
+        code = "text_file" if _looks_like_text(head) else "unknown_format"
+        raise ImageError(rules.message(code, name)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        if isinstance(err, ImageError):
+            raise
+        raise ImageError(rules.message("corrupt", name, detail=str(err) or type(err).__name__)) from None
     return image
 
 
@@ -80,34 +97,44 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def read_image(source: ImageInput) -> np.ndarray:
+def _name(source, name: str | None) -> str:
+    """How messages call the input: the given name, a path's file name, or "upload"/"image"."""
+    if name:
+        return name
+    if isinstance(source, (str, Path)):
+        return Path(source).name
+    return "upload" if isinstance(source, bytes) else "image"
+
+
+def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
     """Return an X-ray as a uint8 array of shape (H, W, 3), the model's input format.
 
     ``source`` may be a path, encoded file bytes, a PIL image or an array of shape
-    (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). Raises ImageError for anything unreadable.
+    (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). Raises ImageError for anything unreadable,
+    with a message (from rules.json) that starts with ``name`` (default: the file name).
     """
+    name = _name(source, name)
     if isinstance(source, Image.Image):
         array = _pil_to_array(source)
     elif isinstance(source, np.ndarray):
         array = _to_uint8(source)
     elif isinstance(source, (str, Path, bytes)):
-        array = _pil_to_array(_open(source))
+        array = _pil_to_array(_open(source, name))
     else:
-        raise ImageError(f"unsupported input type {type(source).__name__}.")
+        raise ImageError(f"{name}: unsupported input type {type(source).__name__}.")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ImageError(f"an image must be (H, W), (H, W, 3) or (H, W, 4); got {array.shape}.")
-    if min(array.shape[:2]) < 8:
-        raise ImageError(f"the image is only {array.shape[1]}x{array.shape[0]} pixels.")
+        raise ImageError(f"{name}: an image must be (H, W), (H, W, 3) or (H, W, 4); got {array.shape}.")
+    _check_size(name, array.shape[1], array.shape[0])
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def read_mask(source: str | Path | bytes) -> np.ndarray:
+def read_mask(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Return a mask file as a (H, W) uint8 array, 1 = lung (any non-zero pixel)."""
-    array = _pil_to_array(_open(source))
+    array = _pil_to_array(_open(source, _name(source, name)))
     if array.ndim == 3:
         array = array[:, :, :3].max(axis=2)
     return (array > 0).astype(np.uint8)

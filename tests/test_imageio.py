@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lungseg.imageio import MAX_PIXELS, ImageError, encode_png, read_image, read_mask
+from lungseg.rules import MAX_PIXELS
+from lungseg.imageio import ImageError, encode_png, read_image, read_mask
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
