@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
-
-from . import layers, losses  # noqa: F401  (registers the custom objects the .keras file names)
-
 #: The committed models, shipped inside the package.
 PACKAGED = Path(__file__).parent / "weights"
 DEFAULT_MODEL = PACKAGED / "default"
@@ -39,6 +35,9 @@ def read_card(path: str | Path) -> dict:
 
 def load(path: str | Path = DEFAULT_MODEL) -> tuple[keras.Model, dict]:
     """Load a saved model and its card (inference only; no optimizer state)."""
+    import keras
+
+    from . import layers, losses  # noqa: F401  (registers the custom objects the .keras file names)
     folder = resolve(path)
     model = keras.models.load_model(folder / MODEL_FILE, compile=False)
     return model, read_card(folder)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,25 @@ from . import bundle
 log = logging.getLogger("lungseg")
 
 
+def _import_tensorflow(verbose: bool) -> None:
+    """Import TensorFlow, hiding the lines its native code prints at start-up unless ``verbose``
+    (TF_CPP_MIN_LOG_LEVEL does not silence them: they are written before it is read)."""
+    if verbose or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _train(args) -> int:
+    _import_tensorflow(args.verbose)
     from .training import train
     summary = train(args.data, args.out, val=args.val, architecture=args.architecture,
                     backbone_weights=args.backbone_weights, epochs=args.epochs,
@@ -24,6 +43,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    _import_tensorflow(args.verbose)
     from .evaluation import evaluate, markdown_table
     from .inference import Segmenter
     if (args.no_postprocess or args.threshold is not None) and args.update_card:
@@ -46,52 +66,43 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _inputs(paths: list[str]) -> list[tuple[Path, Path]]:
-    """(file, output stem relative to --out) for every file given or found in a given folder."""
-    found = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            found += [(p, p.relative_to(given).with_suffix("")) for p in sorted(given.rglob("*"))
-                      if p.is_file() and not p.name.startswith(".")]
-        else:
-            found.append((given, Path(given.stem)))
-    return found
-
-
 def _predict(args) -> int:
     from tqdm.auto import tqdm
 
-    from .imageio import ImageError, encode_png, read_image
+    from .batch import BatchError, plan, run
+    existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
+    try:
+        jobs = plan(args.inputs, args.out, recursive=args.recursive, overlay=not args.no_overlay,
+                    existing=existing)
+    except BatchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _import_tensorflow(args.verbose)
     from .inference import Segmenter
-    from .plots import overlay
     segmenter = Segmenter.load(args.model)
-    out = Path(args.out)
-    failed = []
-    files = _inputs(args.inputs)
-    for path, stem in tqdm(files, desc="segmenting", unit="img", disable=len(files) < 2):
-        try:
-            image = read_image(path)
-        except ImageError as err:
-            failed.append(str(err) if path.name in str(err) else f"{path}: {err}")
-            continue
-        mask = segmenter.predict(image, threshold=args.threshold)
-        target = out / stem
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.with_suffix(".png").write_bytes(encode_png(mask))
-        if not args.no_overlay:
-            (target.parent / f"{target.name}_overlay.png").write_bytes(encode_png(overlay(image, mask)))
-    for message in failed:
-        print(f"error: {message}", file=sys.stderr)
-    done = len(files) - len(failed)
-    print(f"{done} of {len(files)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
-    return 1 if failed or not files else 0
+    summary = run(jobs, args.out, segmenter, threshold=args.threshold, overlay=not args.no_overlay,
+                  existing=existing,
+                  progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2))
+    for row in summary.rows:
+        if row["status"] == "error":
+            print(f"error: {row['message']}", file=sys.stderr)
+    done, skipped, failed = summary.count("ok"), summary.count("skipped"), summary.failed
+    written = f"{done} mask(s)" + ("" if args.no_overlay else f" and {done} overlay(s)")
+    print(f"{done} of {len(summary.rows)} input(s) segmented"
+          + (f", {skipped} skipped (outputs exist)" if skipped else "")
+          + (f", {failed} failed" if failed else "")
+          + f"; wrote {written} into {args.out}; manifest: {Path(args.out) / 'manifest.csv'}")
+    return 1 if failed else 0
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lungseg", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", "-v", action="store_true",
+                        help="show TensorFlow's start-up and device messages")
 
-    p = commands.add_parser("train", help="train a model on a dataset folder")
+    p = commands.add_parser("train", parents=[common], help="train a model on a dataset folder")
     p.add_argument("--data", required=True, help="training set folder (any supported layout)")
     p.add_argument("--val", help="validation set folder, for model selection")
     p.add_argument("--out", required=True, help="run folder: checkpoints, history, curves, best/")
@@ -107,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(run=_train)
 
-    p = commands.add_parser("evaluate", help="score a model on a labelled dataset")
+    p = commands.add_parser("evaluate", parents=[common], help="score a model on a labelled dataset")
     p.add_argument("--data", required=True)
     p.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
     p.add_argument("--out", help="report folder (default reports/<model name>)")
@@ -119,12 +130,24 @@ def parser() -> argparse.ArgumentParser:
                    help="store the overall figures in the model's card (for a release)")
     p.set_defaults(run=_evaluate)
 
-    p = commands.add_parser("predict", help="write lung masks for images or folders")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("--out", required=True, help="output folder for <name>.png masks")
-    p.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
+    p = commands.add_parser(
+        "predict", parents=[common], help="write lung masks for images or folders",
+        description="Write <file name>.mask.png (0/255, the X-ray's size) and <file name>.overlay.png "
+                    "for every X-ray, mirroring sub-folders, plus manifest.csv (one row per input: "
+                    "outputs, status, message). Inputs are never overwritten; outputs that exist "
+                    "stop the run unless --skip-existing or --overwrite is given.")
+    p.add_argument("inputs", nargs="+", help="image files or folders (folders: their images at the "
+                   "top level; all levels with --recursive)")
+    p.add_argument("--out", required=True, help="output folder (not an input folder)")
+    p.add_argument("--recursive", "-r", action="store_true", help="search folders' sub-folders too")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="keep outputs that exist and segment the rest (resume a run)")
+    existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("--model", default=bundle.DEFAULT_MODEL,
+                   help="saved model folder (default: the committed default model)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    p.add_argument("--no-overlay", action="store_true", help="skip <name>_overlay.png")
+    p.add_argument("--no-overlay", action="store_true", help="write masks only")
     p.set_defaults(run=_predict)
     return top
 
