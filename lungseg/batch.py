@@ -33,7 +33,7 @@ from .measure import lung_areas
 
 MASK_SUFFIX, OVERLAY_SUFFIX, MANIFEST = ".mask.png", ".overlay.png", "manifest.csv"
 FIELDS = ["input", "status", "mask", "overlay", "width", "height", "lung_fraction",
-          "image_left_fraction", "image_right_fraction", "message"]
+          "image_left_fraction", "image_right_fraction", "quality", "warnings", "message"]
 EXISTING = ("error", "skip", "overwrite")
 
 
@@ -67,7 +67,7 @@ class Summary:
 
     @property
     def failed(self) -> int:
-        return self.count("error")
+        return self.count("error") + self.count("low_quality")
 
 
 def _hidden(path: Path, top: Path) -> bool:
@@ -185,9 +185,13 @@ def write_manifest(out: Path, rows: list[dict]) -> Path:
 
 
 def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = None,
-        overlay: bool = True, existing: str = "error",
+        overlay: bool = True, existing: str = "error", min_quality: float | None = None,
         progress: Callable[[list[Job]], Iterable[Job]] = iter) -> Summary:
     """Segment every job into ``out``; bad files become error rows and never stop the run.
+
+    Each row carries the mask's estimated quality and its warnings (codes in ``warnings``, the
+    messages in ``message``); with ``min_quality``, a mask estimated below it is written but
+    its row's status is "low_quality", which counts as a failure.
 
     The manifest is written at the end, also when the run is interrupted (then it lists the
     files done so far), so ``existing="skip"`` can finish the rest later.
@@ -212,7 +216,8 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
                 continue
             try:
                 image = read_image(job.source, name=str(job.source))
-                mask = segmenter.predict(image, threshold=threshold)
+                result = segmenter.analyze(image, threshold=threshold)
+                mask = result.mask
                 write_atomic(out / outputs[0], encode_png(mask))
                 if overlay:
                     write_atomic(out / outputs[1], encode_png(tint(image, mask)))
@@ -223,9 +228,13 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
                 summary.rows.append({**row, "status": "error",
                                      "message": f"{job.source}: could not be segmented ({type(err).__name__}: {err})"})
                 continue
-            summary.rows.append({**row, "status": "ok", "mask": str(outputs[0]),
-                                 "overlay": str(outputs[1]) if overlay else "",
-                                 "width": mask.shape[1], "height": mask.shape[0], **lung_areas(mask)})
+            low = min_quality is not None and result.quality is not None and result.quality < min_quality
+            summary.rows.append({
+                **row, "status": "low_quality" if low else "ok", "mask": str(outputs[0]),
+                "overlay": str(outputs[1]) if overlay else "", "width": mask.shape[1],
+                "height": mask.shape[0], **lung_areas(mask), "quality": result.quality,
+                "warnings": " ".join(w["code"] for w in result.warnings),
+                "message": " ".join(w["message"] for w in result.warnings)})
     finally:
         if summary.rows:
             write_manifest(out, summary.rows)

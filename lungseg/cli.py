@@ -35,7 +35,8 @@ def _train(args) -> int:
     summary = train(args.data, args.out, val=args.val, architecture=args.architecture,
                     backbone_weights=args.backbone_weights, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    limit=args.limit, seed=args.seed, fine_tune=args.fine_tune)
+                    limit=args.limit, seed=args.seed, fine_tune=args.fine_tune,
+                    folds=args.folds, holdout=args.holdout)
     print(f"best epoch {summary['best_epoch']}/{summary['epochs']}, "
           f"val Dice {summary['val_dice_at_best']}, {summary['training_seconds']} s of training; "
           f"model in {Path(args.out) / 'best'}")
@@ -66,6 +67,20 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _fit_quality(args) -> int:
+    _import_tensorflow(args.verbose)
+    from .calibration import fit_card_quality, save_rows
+    fitted = fit_card_quality(args.twin, args.data, args.model, false_alarms=args.false_alarms,
+                              limit=args.limit)
+    if args.rows:
+        save_rows(fitted["rows"], args.rows)
+    params = fitted["params"]
+    print(f"fitted on {params['fitted_on']['rows']} held-out rows: Spearman "
+          f"{params['fitted_on']['spearman']}, mean abs. error {params['fitted_on']['mean_abs_error']}; "
+          f"warning below {params['warn_below']}; written to the card of {args.model}")
+    return 0
+
+
 def _predict(args) -> int:
     from tqdm.auto import tqdm
 
@@ -81,16 +96,24 @@ def _predict(args) -> int:
     from .inference import Segmenter
     segmenter = Segmenter.load(args.model)
     summary = run(jobs, args.out, segmenter, threshold=args.threshold, overlay=not args.no_overlay,
-                  existing=existing,
+                  existing=existing, min_quality=args.min_quality,
                   progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2))
     for row in summary.rows:
         if row["status"] == "error":
             print(f"error: {row['message']}", file=sys.stderr)
-    done, skipped, failed = summary.count("ok"), summary.count("skipped"), summary.failed
+        elif row["status"] in ("ok", "low_quality") and row["warnings"]:
+            quality = "" if row["quality"] is None else f" (estimated Dice {row['quality']:.2f})"
+            print(f"warning: {row['input']}{quality}: {row['message']}", file=sys.stderr)
+    done = summary.count("ok") + summary.count("low_quality")
+    skipped, failed = summary.count("skipped"), summary.failed
     written = f"{done} mask(s)" + ("" if args.no_overlay else f" and {done} overlay(s)")
+    low = summary.count("low_quality")
+    warned = sum(bool(r.get("warnings")) for r in summary.rows if r["status"] != "skipped")
     print(f"{done} of {len(summary.rows)} input(s) segmented"
+          + (f", {warned} with warnings" if warned else "")
           + (f", {skipped} skipped (outputs exist)" if skipped else "")
           + (f", {failed} failed" if failed else "")
+          + (f" ({low} below --min-quality {args.min_quality})" if low else "")
           + f"; wrote {written} into {args.out}; manifest: {Path(args.out) / 'manifest.csv'}")
     return 1 if failed else 0
 
@@ -115,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-tune", metavar="MODEL_DIR",
                    help="start from this saved model and train its VGG19 layers too")
     p.add_argument("--limit", type=int, help="train on this many images only")
+    p.add_argument("--folds", type=int, help="cut --data into this many seeded parts and leave one "
+                   "out (--holdout), to score the model out of sample on it")
+    p.add_argument("--holdout", type=int, default=0, help="the part left out (0 .. folds-1)")
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(run=_train)
 
@@ -129,6 +155,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--update-card", action="store_true",
                    help="store the overall figures in the model's card (for a release)")
     p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser("fit-quality", parents=[common],
+                            help="fit a model's quality estimate on a twin's held-out X-rays")
+    p.add_argument("--twin", required=True, help="model trained with --folds/--holdout on --data")
+    p.add_argument("--data", required=True, help="the twin's training set folder")
+    p.add_argument("--model", default=bundle.DEFAULT_MODEL, help="model whose card gets the estimate")
+    p.add_argument("--false-alarms", type=float, default=0.03,
+                   help="share of good masks (Dice >= 0.95) allowed below the warning threshold")
+    p.add_argument("--limit", type=int, help="use this many held-out X-rays only")
+    p.add_argument("--rows", help="also write the fit's rows (features, Dice) to this JSON file")
+    p.set_defaults(run=_fit_quality)
 
     p = commands.add_parser(
         "predict", parents=[common], help="write lung masks for images or folders",
@@ -148,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
                    help="saved model folder (default: the committed default model)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--no-overlay", action="store_true", help="write masks only")
+    p.add_argument("--min-quality", type=float, metavar="Q",
+                   help="count masks whose estimated Dice is below Q as failures (exit code 1)")
     p.set_defaults(run=_predict)
     return top
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import rules
 from .imageio import read_mask
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MASK_FOLDERS = ("lung masks", "masks", "lung_masks", "mask")
 
 
@@ -42,7 +42,7 @@ class Sample:
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+            if p.suffix.lower() in rules.EXTENSIONS and not p.name.startswith(".")}
 
 
 def _pair(images: Path, mask_folders: list[Path], group: str,
@@ -95,3 +95,15 @@ def find_samples(root: str | Path) -> list[Sample]:
     if not samples:
         raise FileNotFoundError(f"{root}: no image/mask pairs found (see lungseg.datasets for layouts)")
     return sorted(samples, key=lambda s: s.image)
+
+
+def holdout_split(samples: list[Sample], folds: int, holdout: int,
+                  seed: int = 1234) -> tuple[list[Sample], list[Sample]]:
+    """(training, held-out) samples: a seeded permutation cut into ``folds`` parts, part
+    ``holdout`` held out. A model trained on the first can be scored out of sample on the second."""
+    if not 0 <= holdout < folds:
+        raise ValueError(f"holdout must be in 0..{folds - 1}")
+    order = np.random.default_rng(seed).permutation(len(samples))
+    held = set(order[holdout::folds].tolist())
+    return ([s for i, s in enumerate(samples) if i not in held],
+            [s for i, s in enumerate(samples) if i in held])

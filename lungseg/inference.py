@@ -7,13 +7,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import bundle
+from . import bundle, checks, quality
 from .imageio import ImageInput, read_image
 from .postprocess import clean_mask
+
+
+@dataclass
+class Analysis:
+    """A mask with what it takes to trust it (``Segmenter.analyze``)."""
+
+    mask: np.ndarray                 # (H, W) uint8, 1 = lung
+    probability: np.ndarray          # (H, W) float32
+    quality: float | None            # estimated Dice vs a careful manual mask (None: no estimator)
+    warnings: list[dict] = field(default_factory=list)   # {"code", "message"}; [] when all is well
+    inverted: bool = False           # the input looked like a negative and was segmented inverted
+    features: dict = field(default_factory=dict)
 
 
 class Segmenter:
@@ -69,3 +82,49 @@ class Segmenter:
                       batch_size: int = 8) -> list[np.ndarray]:
         """Lung masks for many images (each at its own size)."""
         return [self.to_mask(p, threshold) for p in self.predict_proba_batch(images, batch_size)]
+
+    @property
+    def quality_params(self) -> dict | None:
+        """The card's quality estimator (coefficients and warning threshold), if it has one."""
+        return self.card.get("quality")
+
+    def _assess(self, image: np.ndarray, proba: np.ndarray, threshold: float | None) -> Analysis:
+        t = self.threshold if threshold is None else threshold
+        raw = (proba >= t).astype(np.uint8)
+        mask = clean_mask(raw, self.keep_regions, self.fill_holes)
+        feats = quality.features(proba, raw, mask)
+        params = self.quality_params
+        estimate = quality.estimate(feats, params) if params else None
+        warns = checks.mask_warnings(feats, estimate if params else 1.0,
+                                     params["warn_below"] if params else 0.0)
+        return Analysis(mask, proba, estimate, warns, features=feats)
+
+    def analyze(self, image: ImageInput, threshold: float | None = None) -> Analysis:
+        """The mask of one image with its estimated quality and warnings (see ``Analysis``)."""
+        return self.analyze_batch([image], threshold)[0]
+
+    def analyze_batch(self, images: Iterable[ImageInput], threshold: float | None = None,
+                      batch_size: int = 8) -> list[Analysis]:
+        """``analyze`` for many images, the model run in batches.
+
+        An input without image warnings whose mask is not two plausible lungs, or has a low
+        estimated quality, is tried inverted too: if it is a negative, that gives a plausible mask
+        of higher quality, which is used with an "inverted" warning.
+        """
+        arrays = [read_image(i) for i in images]
+        results = []
+        for array, proba in zip(arrays, self.predict_proba_batch(arrays, batch_size)):
+            stats = checks.image_stats(array)
+            found = checks.image_warnings(stats)
+            result = self._assess(array, proba, threshold)
+            doubtful = not checks.plausible(result.features) or any(
+                w["code"] == "low_quality" for w in result.warnings)
+            if not found and doubtful:
+                inverse = self._assess(255 - array, self.predict_proba(255 - array), threshold)
+                if checks.plausible(inverse.features) and (inverse.quality or 0) >= (result.quality or 0):
+                    result = inverse
+                    result.inverted = True
+                    found = [checks.warning("inverted")]
+            result.warnings = found + result.warnings
+            results.append(result)
+        return results

@@ -64,3 +64,22 @@ def case_grid(cases: list[dict], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def quality_scatter(rows: list[dict], warn_below: float, path: str | Path, title: str = "") -> None:
+    """Estimated quality against the true Dice per image, warned images marked, the threshold drawn."""
+    dice = np.array([r["dice"] for r in rows])
+    estimate = np.array([r["quality"] for r in rows])
+    warned = np.array([bool(r["warnings"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    ax.scatter(dice[~warned], estimate[~warned], s=8, alpha=0.6, label="no warning")
+    ax.scatter(dice[warned], estimate[warned], s=14, color="tab:red", marker="x", label="warned")
+    low = min(0.8, float(dice.min()), float(estimate.min()))
+    ax.plot([low, 1], [low, 1], color="grey", lw=0.8)
+    ax.axhline(warn_below, color="tab:red", lw=0.8, ls="--", label=f"warning below {warn_below:.2f}")
+    ax.set(xlim=(low, 1), ylim=(low, 1), xlabel="true Dice", ylabel="estimated quality", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -23,7 +23,7 @@ from tqdm.keras import TqdmCallback
 from . import bundle, losses, metrics, plots
 from .augment import make_augmenter
 from .backbone import load_vgg19_weights
-from .datasets import Sample, find_samples
+from .datasets import Sample, find_samples, holdout_split
 from .imageio import read_image
 from .models import ARCHITECTURES
 
@@ -104,12 +104,15 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
           epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, limit: int | None = None,
           val_limit: int | None = 120, seed: int = SEED, name: str | None = None,
-          fine_tune: str | Path | None = None) -> dict:
+          fine_tune: str | Path | None = None, folds: int | None = None,
+          holdout: int | None = None) -> dict:
     """Train ``architecture`` on ``data`` (validating on ``val``), resuming from ``out`` if it holds a run.
 
     With ``fine_tune`` (a saved model folder), start from that model instead and train its
     VGG19 layers too, at a lower learning rate. Returns the summary (best epoch, validation
-    figures, time) also written to the card.
+    figures, time) also written to the card. With ``folds`` and ``holdout``, part ``holdout`` of
+    ``folds`` seeded parts of ``data`` is left out (datasets.holdout_split), so the model can be
+    scored out of sample on it (the quality estimate is fitted that way).
     """
     if fine_tune:
         architecture = bundle.read_card(fine_tune)["architecture"]
@@ -123,6 +126,8 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
 
     rng = np.random.default_rng(seed)
     train_samples = find_samples(data)
+    if folds:
+        train_samples, _ = holdout_split(train_samples, folds, holdout or 0, seed)
     if limit:
         train_samples = [train_samples[i] for i in sorted(rng.permutation(len(train_samples))[:limit])]
     val_samples = find_samples(val) if val else []
@@ -176,6 +181,8 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
         "augmentation": "rotation, zoom, shift, gamma, contrast, brightness",
     }
+    if folds:
+        summary["held_out"] = {"folds": folds, "holdout": holdout or 0, "seed": seed}
     if fine_tune:  # the model it started from, how that was trained, and the totals
         base = bundle.read_card(fine_tune).get("training", {})
         summary["epochs_in_all"] = summary["epochs"] + base.get("epochs_in_all", base.get("epochs", 0))

@@ -40,9 +40,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=bundle.DEFAULT_MODEL, help="saved model folder")
     args = parser.parse_args(argv)
     rows = []
-    for sample, _, pred in predictions(Segmenter.load(args.model), find_samples(args.data), "scoring"):
+    for sample, _, result in predictions(Segmenter.load(args.model), find_samples(args.data), "scoring"):
         truth = sample.read_mask()
-        rows.append(tally(truth, at_truth_size(pred, truth)))
+        rows.append(tally(truth, at_truth_size(result.mask, truth)))
     wrong = sum(r["wrong"] for r in rows)
     print(f"{len(rows)} images, {wrong} wrong pixels")
     for b in BANDS:

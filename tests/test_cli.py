@@ -131,7 +131,7 @@ def test_existing_outputs_need_a_flag_and_reruns_resume(tmp_path, capsys):
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     for k in range(3):
-        Image.fromarray(_xray(size=(80 + k, 64))).save(inputs / f"x{k}.png")
+        Image.fromarray(_xray(size=(280 + k, 256))).save(inputs / f"x{k}.png")
     assert main(["predict", str(inputs), "--out", str(out)]) == 0
     first = _digests(out)
     capsys.readouterr()
@@ -145,7 +145,7 @@ def test_existing_outputs_need_a_flag_and_reruns_resume(tmp_path, capsys):
     assert _digests(out).keys() == first.keys()
     rows = _manifest(out)
     assert [r["status"] for r in rows] == ["skipped", "ok", "skipped"]
-    assert all(r["width"] == "64" for r in rows)                            # figures kept on resume
+    assert all(r["width"] == "256" for r in rows)                            # figures kept on resume
     assert main(["predict", str(inputs), "--out", str(out), "--overwrite"]) == 0
     assert "3 of 3 input(s) segmented" in capsys.readouterr().out
 
@@ -161,11 +161,11 @@ def test_an_interrupted_run_leaves_whole_files_and_a_manifest(tmp_path, segmente
     class Interrupted:                     # the real model, stopped (Ctrl-C) on the second X-ray
         calls = 0
 
-        def predict(self, image, threshold=None):
+        def analyze(self, image, threshold=None):
             Interrupted.calls += 1
             if Interrupted.calls == 2:
                 raise KeyboardInterrupt
-            return segmenter.predict(image, threshold)
+            return segmenter.analyze(image, threshold)
 
     with pytest.raises(KeyboardInterrupt):
         run(plan([inputs], out), out, Interrupted())

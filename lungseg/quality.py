@@ -1,0 +1,78 @@
+"""How far to trust a mask: features of the probability map and the mask, and the estimated Dice.
+
+The estimate is a small linear model on the logit of Dice, fitted (``fit``) on out-of-sample
+predictions: a twin of the model trained on half of Train (``lungseg train --folds 2``), scored
+on the other half, as it is and degraded (``perturb.py``). Its coefficients live in the model's
+card (``card["quality"]``), versioned with the model they describe; the web page computes the
+same features (web/js/quality.js) with the same coefficients (metadata.json).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: Feature names, in the order of the card's coefficients.
+FEATURES = ("soft_dice", "uncertain", "confidence", "area", "regions", "removed", "balance")
+UNCERTAIN = (0.1, 0.9)       # probabilities between these count as undecided
+MIN_REGION = 0.001           # raw regions smaller than this share of the image are not counted
+EPS = 1e-3                   # Dice is clipped to [EPS, 1 - EPS] before its logit
+
+
+def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Features of one prediction: ``proba`` (H, W) float, ``raw`` the thresholded map before
+    clean-up and ``mask`` after it (both 0/1).
+
+    - soft_dice: Dice between the probability map and the mask (the model's own expected Dice)
+    - uncertain: undecided pixels (0.1 < p < 0.9) per lung pixel
+    - confidence: mean probability inside the mask
+    - area: lung share of the image
+    - regions: raw regions of at least 0.1% of the image (two lungs give 2)
+    - removed: share of the raw lung that the clean-up dropped
+    - balance: the smaller lung's area over the larger's (two largest regions of the mask)
+    - lungs: regions of the mask (not a regression feature; checks.py reads it)
+    """
+    proba = proba.astype(np.float64)
+    mask, raw = mask.astype(bool), raw.astype(bool)
+    lung, pixels = float(mask.sum()), float(mask.size)
+    labels, count = ndimage.label(raw, structure=np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    kept_labels, kept = ndimage.label(mask, structure=np.ones((3, 3)))
+    kept_sizes = np.sort(np.bincount(kept_labels.ravel(), minlength=kept + 1)[1:])[::-1]
+    undecided = float(((proba > UNCERTAIN[0]) & (proba < UNCERTAIN[1])).sum())
+    return {
+        "soft_dice": 2 * float(proba[mask].sum()) / max(float(proba.sum()) + lung, 1.0),
+        "uncertain": undecided / max(lung, 1.0),
+        "confidence": float(proba[mask].mean()) if lung else 0.0,
+        "area": lung / pixels,
+        "regions": float((sizes >= MIN_REGION * pixels).sum()),
+        "removed": float((raw & ~mask).sum()) / max(float(raw.sum()), 1.0),
+        "balance": float(kept_sizes[1] / kept_sizes[0]) if kept >= 2 else 0.0,
+        "lungs": float(kept),
+    }
+
+
+def _design(rows: list[dict]) -> np.ndarray:
+    return np.array([[row[name] for name in FEATURES] for row in rows], np.float64)
+
+
+def estimate(row: dict, params: dict) -> float:
+    """The estimated Dice of one prediction from its features and the card's ``quality`` params."""
+    x = (_design([row])[0] - np.array(params["mean"])) / np.array(params["scale"])
+    logit = float(params["intercept"] + np.dot(params["coef"], x))
+    return float(1.0 / (1.0 + np.exp(-logit)))
+
+
+def fit(rows: list[dict], dice: list[float], ridge: float = 1.0) -> dict:
+    """Ridge regression of logit(Dice) on the standardised features: the card's ``quality``."""
+    x = _design(rows)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+    y = np.clip(np.asarray(dice, np.float64), EPS, 1 - EPS)
+    y = np.log(y / (1 - y))
+    a = np.c_[np.ones(len(z)), z]
+    penalty = ridge * np.eye(a.shape[1])
+    penalty[0, 0] = 0.0
+    solution = np.linalg.solve(a.T @ a + penalty, a.T @ y)
+    return {"features": list(FEATURES), "mean": mean.round(8).tolist(), "scale": scale.round(8).tolist(),
+            "intercept": round(float(solution[0]), 8), "coef": solution[1:].round(8).tolist()}
