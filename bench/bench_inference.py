@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_inference.py [--model DIR] [--repeats 50]
 
 Prints, for one 256x256 X-ray: median latency of ``Segmenter.predict`` (model + threshold +
-clean-up) and of the model call alone; and images/second for batches of 1, 8 and 32.
+clean-up), of ``Segmenter.analyze`` (the same plus quality estimate and warnings) and of the
+model call alone; and images/second for batches of 1, 8 and 32.
 Uses a real Val X-ray when ../shared is present, else a synthetic image of the same size.
 """
 import argparse
@@ -34,8 +35,10 @@ def bench(folder: Path, image: np.ndarray, repeats: int) -> None:
     batch1 = image[None].astype(np.float32)
     print(f"\n{seg.name} ({folder.name}, input size {seg.card.get('input_size')}, "
           f"{seg.model.count_params():,} parameters)")
-    t = timed(lambda: seg.predict(image), repeats)
-    print(f"  predict(), one 256x256 image: median {1000 * statistics.median(t):.1f} ms")
+    predict, analyze = timed(lambda: seg.predict(image), repeats), timed(lambda: seg.analyze(image), repeats)
+    print(f"  predict(), one 256x256 image: median {1000 * statistics.median(predict):.1f} ms")
+    print(f"  analyze() (+ quality, checks): median {1000 * statistics.median(analyze):.1f} ms "
+          f"({100 * (statistics.median(analyze) / statistics.median(predict) - 1):+.1f}%)")
     t = timed(lambda: seg.model(batch1, training=False), repeats)
     print(f"  model call alone:             median {1000 * statistics.median(t):.1f} ms")
     for size in (1, 8, 32):

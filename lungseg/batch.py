@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rules
-from .imageio import ImageError, encode_png, read_image
-from .measure import lung_areas
+from .dicom import write_seg
+from .imageio import ImageError, encode_png
+from .measure import side_labels
 
 MASK_SUFFIX, OVERLAY_SUFFIX, MANIFEST = ".mask.png", ".overlay.png", "manifest.csv"
+LABELS_SUFFIX, SEG_SUFFIX = ".labels.png", ".seg.dcm"
 FIELDS = ["input", "status", "mask", "overlay", "width", "height", "lung_fraction",
-          "image_left_fraction", "image_right_fraction", "quality", "warnings", "message"]
+          "image_left_fraction", "image_right_fraction", "lung_cm2", "image_left_cm2",
+          "image_right_cm2", "spacing_source", "quality", "warnings", "dicom_seg", "message"]
 EXISTING = ("error", "skip", "overwrite")
 
 
@@ -49,11 +52,12 @@ class Job:
     name: Path
     error: str = ""
 
+    def sibling(self, suffix: str) -> Path:
+        """An output's path relative to the output folder: the input's full name + ``suffix``."""
+        return self.name.parent / (self.name.name + suffix)
+
     def outputs(self, overlay: bool = True) -> list[Path]:
-        names = [self.name.parent / (self.name.name + MASK_SUFFIX)]
-        if overlay:
-            names.append(self.name.parent / (self.name.name + OVERLAY_SUFFIX))
-        return names
+        return [self.sibling(MASK_SUFFIX)] + ([self.sibling(OVERLAY_SUFFIX)] if overlay else [])
 
 
 @dataclass
@@ -186,12 +190,15 @@ def write_manifest(out: Path, rows: list[dict]) -> Path:
 
 def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = None,
         overlay: bool = True, existing: str = "error", min_quality: float | None = None,
-        progress: Callable[[list[Job]], Iterable[Job]] = iter) -> Summary:
+        labels: bool = False, progress: Callable[[list[Job]], Iterable[Job]] = iter) -> Summary:
     """Segment every job into ``out``; bad files become error rows and never stop the run.
 
     Each row carries the mask's estimated quality and its warnings (codes in ``warnings``, the
     messages in ``message``); with ``min_quality``, a mask estimated below it is written but
-    its row's status is "low_quality", which counts as a failure.
+    its row's status is "low_quality", which counts as a failure. With ``labels``, also
+    ``<name>.labels.png`` (1 = right lung, 2 = left lung). A DICOM input also gets
+    ``<name>.seg.dcm``, a DICOM Segmentation referencing it (two segments with ``labels``), and
+    its areas in cm².
 
     The manifest is written at the end, also when the run is interrupted (then it lists the
     files done so far), so ``existing="skip"`` can finish the rest later.
@@ -215,12 +222,18 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
                                      "message": "outputs exist; kept"})
                 continue
             try:
-                image = read_image(job.source, name=str(job.source))
-                result = segmenter.analyze(image, threshold=threshold)
+                result = segmenter.analyze(job.source, threshold=threshold, name=str(job.source))
                 mask = result.mask
                 write_atomic(out / outputs[0], encode_png(mask))
                 if overlay:
-                    write_atomic(out / outputs[1], encode_png(tint(image, mask)))
+                    write_atomic(out / outputs[1], encode_png(tint(result.image, mask)))
+                if labels:
+                    write_atomic(out / job.sibling(LABELS_SUFFIX), encode_png(side_labels(mask), scale=False))
+                seg = ""
+                if result.dicom:
+                    seg = str(job.sibling(SEG_SUFFIX))
+                    write_atomic(out / seg, write_seg(result.dicom, mask, segmenter.name,
+                                                      str(segmenter.card.get("version", "")), labels))
             except ImageError as err:
                 summary.rows.append({**row, "status": "error", "message": str(err)})
                 continue
@@ -232,7 +245,8 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
             summary.rows.append({
                 **row, "status": "low_quality" if low else "ok", "mask": str(outputs[0]),
                 "overlay": str(outputs[1]) if overlay else "", "width": mask.shape[1],
-                "height": mask.shape[0], **lung_areas(mask), "quality": result.quality,
+                "height": mask.shape[0], **result.areas, "quality": result.quality,
+                "spacing_source": result.dicom.spacing_source if result.dicom else "", "dicom_seg": seg,
                 "warnings": " ".join(w["code"] for w in result.warnings),
                 "message": " ".join(w["message"] for w in result.warnings)})
     finally:

@@ -96,7 +96,7 @@ def _predict(args) -> int:
     from .inference import Segmenter
     segmenter = Segmenter.load(args.model)
     summary = run(jobs, args.out, segmenter, threshold=args.threshold, overlay=not args.no_overlay,
-                  existing=existing, min_quality=args.min_quality,
+                  existing=existing, min_quality=args.min_quality, labels=args.labels,
                   progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2))
     for row in summary.rows:
         if row["status"] == "error":
@@ -185,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
                    help="saved model folder (default: the committed default model)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--no-overlay", action="store_true", help="write masks only")
+    p.add_argument("--labels", action="store_true", help="also write <file name>.labels.png "
+                   "(1 = the patient's right lung, 2 = left lung); DICOM-SEG outputs get two segments")
     p.add_argument("--min-quality", type=float, metavar="Q",
                    help="count masks whose estimated Dice is below Q as failures (exit code 1)")
     p.set_defaults(run=_predict)
@@ -193,5 +195,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("lungseg").setLevel(logging.INFO)
     return args.run(args)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import rules
+from .dicom import DicomImage, is_dicom, read_dicom
 
 ImageInput = Union[str, Path, bytes, np.ndarray, Image.Image]
 
@@ -44,10 +45,11 @@ def _looks_like_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
-def _open(source: str | Path | bytes, name: str) -> Image.Image:
-    """Open and fully decode an image file or bytes, turning every failure into ImageError."""
+def _head(source: str | Path | bytes, name: str) -> bytes:
+    """The first bytes of a file or upload, after the checks every file gets (exists, not empty,
+    not over the size limit)."""
     if isinstance(source, bytes):
-        size, head, stream = len(source), source[:512], io.BytesIO(source)
+        size, head = len(source), source[:512]
     else:
         path = Path(source)
         if not path.is_file():
@@ -55,13 +57,17 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
         size = path.stat().st_size
         with path.open("rb") as file:
             head = file.read(512)
-        stream = None
     if size == 0:
         raise ImageError(rules.message("empty", name))
     if size > rules.MAX_FILE_BYTES:
         raise ImageError(rules.message("file_too_large", name, megabytes=f"{size / 2**20:.0f}"))
+    return head
+
+
+def _open(source: str | Path | bytes, name: str, head: bytes) -> Image.Image:
+    """Open and fully decode an image file or bytes, turning every failure into ImageError."""
     try:
-        with stream or Path(source).open("rb") as opened:
+        with (io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")) as opened:
             image = Image.open(opened)
             _check_size(name, *image.size)
             image.load()
@@ -106,6 +112,18 @@ def _name(source, name: str | None) -> str:
     return "upload" if isinstance(source, bytes) else "image"
 
 
+def read_input(source: ImageInput, name: str | None = None) -> tuple[np.ndarray, DicomImage | None]:
+    """``read_image``, and for a DICOM file also what its header says (spacing, warnings)."""
+    if isinstance(source, (str, Path, bytes)):
+        name = _name(source, name)
+        head = _head(source, name)
+        if is_dicom(head):
+            xray = read_dicom(source, name)
+            return xray.pixels, xray
+        return _checked(_pil_to_array(_open(source, name, head)), name), None
+    return read_image(source, name), None
+
+
 def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
     """Return an X-ray as a uint8 array of shape (H, W, 3), the model's input format.
 
@@ -119,9 +137,14 @@ def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
     elif isinstance(source, np.ndarray):
         array = _to_uint8(source)
     elif isinstance(source, (str, Path, bytes)):
-        array = _pil_to_array(_open(source, name))
+        return read_input(source, name)[0]
     else:
         raise ImageError(f"{name}: unsupported input type {type(source).__name__}.")
+    return _checked(array, name)
+
+
+def _checked(array: np.ndarray, name: str) -> np.ndarray:
+    """Any decoded array as (H, W, 3) uint8 within the size limits."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
@@ -134,15 +157,16 @@ def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
 
 def read_mask(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Return a mask file as a (H, W) uint8 array, 1 = lung (any non-zero pixel)."""
-    array = _pil_to_array(_open(source, _name(source, name)))
+    name = _name(source, name)
+    array = _pil_to_array(_open(source, name, _head(source, name)))
     if array.ndim == 3:
         array = array[:, :, :3].max(axis=2)
     return (array > 0).astype(np.uint8)
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    """Encode a uint8 array (a 0/1 mask is scaled to 0/255) as PNG bytes."""
-    if array.ndim == 2 and array.max(initial=0) <= 1:
+def encode_png(array: np.ndarray, scale: bool = True) -> bytes:
+    """Encode a uint8 array as PNG bytes; a 0/1 mask is scaled to 0/255 unless ``scale`` is False."""
+    if scale and array.ndim == 2 and array.max(initial=0) <= 1:
         array = array * 255
     buffer = io.BytesIO()
     Image.fromarray(array.astype(np.uint8)).save(buffer, format="PNG")

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle, checks, quality
-from .imageio import ImageInput, read_image
+from .dicom import DicomImage
+from .imageio import ImageInput, read_image, read_input
+from .measure import lung_areas
 from .postprocess import clean_mask
 
 
@@ -27,6 +29,13 @@ class Analysis:
     warnings: list[dict] = field(default_factory=list)   # {"code", "message"}; [] when all is well
     inverted: bool = False           # the input looked like a negative and was segmented inverted
     features: dict = field(default_factory=dict)
+    dicom: DicomImage | None = None  # for a DICOM input: its header, pixel spacing and source
+    image: np.ndarray | None = None  # the (H, W, 3) uint8 pixels the model saw (before inversion)
+
+    @property
+    def areas(self) -> dict[str, float]:
+        """Lung areas as fractions of the image, and in cm² when a DICOM gave the pixel spacing."""
+        return lung_areas(self.mask, self.dicom.spacing if self.dicom else None)
 
 
 class Segmenter:
@@ -99,23 +108,26 @@ class Segmenter:
                                      params["warn_below"] if params else 0.0)
         return Analysis(mask, proba, estimate, warns, features=feats)
 
-    def analyze(self, image: ImageInput, threshold: float | None = None) -> Analysis:
-        """The mask of one image with its estimated quality and warnings (see ``Analysis``)."""
-        return self.analyze_batch([image], threshold)[0]
+    def analyze(self, image: ImageInput, threshold: float | None = None,
+                name: str | None = None) -> Analysis:
+        """The mask of one image with its estimated quality and warnings (see ``Analysis``);
+        ``name`` is how error messages call the input (default: its file name)."""
+        return self.analyze_batch([image], threshold, names=[name])[0]
 
     def analyze_batch(self, images: Iterable[ImageInput], threshold: float | None = None,
-                      batch_size: int = 8) -> list[Analysis]:
+                      batch_size: int = 8, names: list[str | None] | None = None) -> list[Analysis]:
         """``analyze`` for many images, the model run in batches.
 
         An input without image warnings whose mask is not two plausible lungs, or has a low
         estimated quality, is tried inverted too: if it is a negative, that gives a plausible mask
         of higher quality, which is used with an "inverted" warning.
         """
-        arrays = [read_image(i) for i in images]
+        images = list(images)
+        inputs = [read_input(i, n) for i, n in zip(images, names or [None] * len(images))]
+        arrays = [array for array, _ in inputs]
         results = []
-        for array, proba in zip(arrays, self.predict_proba_batch(arrays, batch_size)):
-            stats = checks.image_stats(array)
-            found = checks.image_warnings(stats)
+        for (array, dicom), proba in zip(inputs, self.predict_proba_batch(arrays, batch_size)):
+            found = (dicom.warnings if dicom else []) + checks.image_warnings(checks.image_stats(array))
             result = self._assess(array, proba, threshold)
             doubtful = not checks.plausible(result.features) or any(
                 w["code"] == "low_quality" for w in result.warnings)
@@ -126,5 +138,6 @@ class Segmenter:
                     result.inverted = True
                     found = [checks.warning("inverted")]
             result.warnings = found + result.warnings
+            result.dicom, result.image = dicom, array
             results.append(result)
         return results

@@ -8,22 +8,39 @@ PATIENT_SIDE_NOTE = ("Image left is the patient's right (standard PA/AP chest X-
                      "facing the viewer).")
 
 
-def lung_areas(mask: np.ndarray) -> dict[str, float]:
-    """Lung area as fractions of the image: all lung, image-left lung and image-right lung.
+def lung_areas(mask: np.ndarray, spacing: tuple[float, float] | None = None) -> dict[str, float]:
+    """Lung area as fractions of the image: all lung, image-left lung and image-right lung; with
+    ``spacing`` (row, column mm per pixel, from DICOM) also in cm² (``lung_cm2``, ...).
 
     Each connected lung region counts for the side its centre lies on; when the lungs form a
     single region (or none), its pixels are split at the image's vertical midline.
     """
-    mask = mask.astype(bool)
+    sides = side_labels(mask)
     height, width = mask.shape
-    total = float(mask.sum())
+    total, left = float((sides > 0).sum()), float((sides == 1).sum())
+    pixels = float(height * width)
+    areas = {"lung_fraction": total / pixels, "image_left_fraction": left / pixels,
+             "image_right_fraction": (total - left) / pixels}
+    if spacing:
+        cm2 = spacing[0] * spacing[1] / 100.0
+        areas.update(lung_cm2=total * cm2, image_left_cm2=left * cm2, image_right_cm2=(total - left) * cm2)
+    return areas
+
+
+def side_labels(mask: np.ndarray) -> np.ndarray:
+    """The mask labelled by side: 1 = the patient's right lung (image left), 2 = the left lung.
+
+    Each connected region goes to the side its centre lies on; when the lungs form a single
+    region (or none), its pixels are split at the image's vertical midline."""
+    mask = mask.astype(bool)
+    width = mask.shape[1]
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    out = np.zeros(mask.shape, np.uint8)
     if count >= 2:
         centres = ndimage.center_of_mass(mask, labels, range(1, count + 1))
-        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        left = float(sum(a for a, (_, x) in zip(areas, centres) if x < (width - 1) / 2))
+        for region, (_, x) in enumerate(centres, start=1):
+            out[labels == region] = 1 if x < (width - 1) / 2 else 2
     else:
-        left = float(mask[:, : width // 2].sum())
-    pixels = float(height * width)
-    return {"lung_fraction": total / pixels, "image_left_fraction": left / pixels,
-            "image_right_fraction": (total - left) / pixels}
+        out[:, : width // 2][mask[:, : width // 2]] = 1
+        out[:, width // 2:][mask[:, width // 2:]] = 2
+    return out
