@@ -4,8 +4,11 @@ import io
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian,
-                         JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid)
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, DigitalXRayImageStorageForPresentation,
+                         ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless,
+                         RLELossless, generate_uid)
 
 
 def dataset(stored: np.ndarray, bits: int = 12, signed: bool = False, **attributes) -> Dataset:
@@ -26,8 +29,20 @@ def dataset(stored: np.ndarray, bits: int = 12, signed: bool = False, **attribut
     ds.PixelRepresentation = int(signed)
     for key, value in attributes.items():
         setattr(ds, key, value)
-    ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+    ds.PixelData = stored.astype(np.uint8 if ds.BitsAllocated == 8 else np.int16 if signed else np.uint16).tobytes()
     return ds
+
+
+def jpeg_baseline(grey: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """An 8-bit DICOM whose pixel data is a baseline JPEG (Pillow's encoder, quality 95), and the
+    pixels that JPEG decodes to."""
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="JPEG", quality=95)
+    ds = dataset(grey, bits=8, BitsAllocated=8)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    return encode(ds), np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
 
 
 def encode(ds: Dataset, syntax=None) -> bytes:
@@ -50,4 +65,10 @@ def variants(grey: np.ndarray) -> dict[str, bytes]:
         "rle": encode(dataset(twelve), RLELossless),
         "jpegls": encode(dataset(twelve), JPEGLSLossless),
         "jpeg2000": encode(dataset(twelve), JPEG2000Lossless),
+        "deflated": deflated(dataset(twelve)),
     }
+
+
+def deflated(ds: Dataset) -> bytes:
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return encode(ds)

@@ -9,7 +9,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from conftest import requires_data, val_images
-from dicoms import dataset, encode, variants
+from dicoms import dataset, encode, jpeg_baseline, variants
 from lungseg import ImageError
 from lungseg.dicom import pixel_spacing, write_seg
 from lungseg.imageio import read_input
@@ -37,6 +37,15 @@ def test_every_variant_shows_the_same_pixels_and_gives_the_pngs_mask(grey, segme
         assert np.abs(pixels[..., 0].astype(int) - grey).max() <= 1, name
         assert score(png_mask, result.mask)["iou"] >= 0.999, name
         assert result.dicom is not None and result.warnings == [], (name, result.warnings)
+
+
+@requires_data
+def test_jpeg_baseline_dicom_decodes_like_the_jpeg(grey, segmenter):
+    data, decoded = jpeg_baseline(grey)
+    pixels, xray = read_input(data, "jpeg.dcm")
+    assert xray.dataset.file_meta.TransferSyntaxUID.name.startswith("JPEG Baseline")
+    assert np.abs(pixels[..., 0].astype(int) - decoded).max() <= 1
+    assert score(segmenter.predict(decoded), segmenter.predict(data))["iou"] >= 0.999
 
 
 def test_display_pipeline_on_built_values():
