@@ -1,80 +1,52 @@
-"""Per-X-ray figures, mask encodings and the download bundle (pure numpy; no Streamlit).
+"""Ground-truth matching and scores, mask encodings and the download bundle (no Streamlit).
 
-All inference goes through ``lungseg.Segmenter``; this module only measures and packages.
+All inference goes through ``lungseg.Segmenter`` (see app.results); this module only measures
+and packages.
 """
 from __future__ import annotations
 
 import csv
 import io
 import re
-import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import PurePath
 
 import numpy as np
-from PIL import Image
 
-from lungseg import ImageError, read_image, read_mask
+from lungseg import ImageError, read_mask
 from lungseg.imageio import encode_png
-from lungseg.measure import PATIENT_SIDE_NOTE, lung_areas  # noqa: F401  (re-exported for the app)
-from lungseg.metrics import score
 from lungseg.plots import overlay
-
-#: Largest X-ray the app segments, in pixels (8000 x 8000). lungseg.imageio refuses more than
-#: 144 Mpx; the app is stricter because the server holds the image, its probability map and
-#: its overlays in memory for every session. Override with env LUNGSEG_MAX_PIXELS.
-DEFAULT_MAX_PIXELS = 64_000_000
 
 CSV_FIELDS = ["file", "status", "width", "height", "lung_fraction", "image_left_fraction",
               "image_right_fraction", "inference_ms", "model", "threshold", "dice", "iou", "error"]
+OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, to keep their copies small
 
 
-def check_size(data: bytes, max_pixels: int, name: str = "upload") -> None:
-    """Refuse an image whose header announces more than ``max_pixels``, before decoding it."""
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-    except Exception:  # unreadable headers are reported by read_image with its own message
-        return
-    if width * height > max_pixels:
-        raise ImageError(f"{name}: the image is {width}x{height} pixels; this server accepts at "
-                         f"most {max_pixels:,} pixels per X-ray.")
-
-
-def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """The X-ray as uint8 (H, W, 3), or ImageError naming the file."""
-    check_size(data, max_pixels, name)
-    try:
-        return read_image(data)
-    except ImageError as err:
-        raise ImageError(str(err).replace("upload:", f"{name}:", 1)) from None
-
-
-def probability(seg, image: np.ndarray) -> tuple[np.ndarray, float]:
-    """The model's lung probability map and the milliseconds it took."""
-    start = time.perf_counter()
-    proba = seg.predict_proba(image)
-    return proba, (time.perf_counter() - start) * 1000.0
-
-
-def figures(seg, proba: np.ndarray, threshold: float) -> tuple[np.ndarray, dict, float]:
-    """Mask (with the card's clean-up), its area figures, and the milliseconds the clean-up took."""
-    start = time.perf_counter()
-    mask = seg.to_mask(proba, threshold)
-    ms = (time.perf_counter() - start) * 1000.0
-    return mask, lung_areas(mask), ms
-
-
-def compare_truth(image: np.ndarray, truth_bytes: bytes, mask: np.ndarray, name: str) -> dict:
-    """Dice/IoU of ``mask`` against an uploaded ground-truth mask file (ImageError if unusable)."""
-    try:
-        truth = read_mask(truth_bytes)
-    except ImageError as err:
-        raise ImageError(str(err).replace("upload:", f"{name}:", 1)) from None
-    if truth.shape != mask.shape:
+def read_truth(data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """An uploaded ground-truth mask (0/1) of an X-ray of ``shape``; ImageError if unusable."""
+    truth = read_mask(data, name=name)
+    if truth.shape != shape:
         raise ImageError(f"{name}: the mask is {truth.shape[1]}x{truth.shape[0]} pixels but the "
-                         f"X-ray is {mask.shape[1]}x{mask.shape[0]}.")
-    return {"truth": truth, **score(truth, mask)}
+                         f"X-ray is {shape[1]}x{shape[0]}.")
+    return truth
+
+
+def overlap(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Dice and IoU of two 0/1 masks of the same shape (1.0 when both are empty)."""
+    t, p = truth.astype(bool), pred.astype(bool)
+    both, either = np.count_nonzero(t & p), np.count_nonzero(t | p)
+    total = np.count_nonzero(t) + np.count_nonzero(p)
+    return {"dice": 2 * both / total if total else 1.0, "iou": both / either if either else 1.0}
+
+
+def full_overlay(image: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:
+    """lungseg.plots.overlay of a full-size X-ray, computed in bands of rows."""
+    out = np.empty_like(image)
+    for top in range(0, image.shape[0], OVERLAY_ROWS):
+        rows = slice(top, top + OVERLAY_ROWS)
+        out[rows] = overlay(image[rows], mask[rows], opacity)
+    return out
 
 
 _MASK_SUFFIX = re.compile(r"([ _.-]?(lung[ _-]?)?(mask|gt|truth|label|seg))+$", re.IGNORECASE)
@@ -120,14 +92,15 @@ def csv_text(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def build_zip(items: list[dict], rows: list[dict]) -> bytes:
-    """masks/<stem>.png (0/255, original size), overlays/<stem>.png and results.csv."""
+def build_zip(items: Iterable[tuple[str, np.ndarray, np.ndarray]], rows: list[dict],
+              opacity: float) -> bytes:
+    """masks/<stem>.png (0/255, original size), overlays/<stem>.png and results.csv, from
+    (stem, image, mask) items (an iterator, so one full-size X-ray is held at a time)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for item in items:
-            bundle.writestr(f"masks/{item['stem']}.png", encode_png(item["mask"]))
-            bundle.writestr(f"overlays/{item['stem']}.png",
-                            encode_png(overlay(item["image"], item["mask"], item["opacity"])))
+        for stem, image, mask in items:
+            bundle.writestr(f"masks/{stem}.png", encode_png(mask))
+            bundle.writestr(f"overlays/{stem}.png", encode_png(full_overlay(image, mask, opacity)))
         bundle.writestr("results.csv", csv_text(rows))
     return buffer.getvalue()
 

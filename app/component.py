@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import streamlit.components.v1 as components
 
 from lungseg.imageio import encode_png
@@ -37,21 +39,21 @@ def web_model_meta() -> dict:
         return {}
 
 
-def browser_payload(data: bytes, image) -> tuple[bytes, str, str]:
+def browser_payload(data: bytes, decode: Callable[[], np.ndarray]) -> tuple[bytes, str, str]:
     """What the browser gets: the uploaded file itself when it is a PNG or JPEG (decoded by the
-    web page's own decoder, as the page would), else the server's decoded pixels as a PNG."""
+    web page's own decoder, as the page would), else the server's pixels (``decode()``) as a PNG."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return data, "image/png", "the uploaded file"
     if data[:3] == b"\xff\xd8\xff":
         return data, "image/jpeg", "the uploaded file"
-    return encode_png(image), "image/png", "the server's decoded pixels (PNG)"
+    return encode_png(decode()), "image/png", "the server's decoded pixels (PNG)"
 
 
 def browser_segment(data: bytes, mime: str, threshold: float, token: str, key: str):
     """Render the component for one X-ray file; returns its last value or None.
 
     The value is a dict: token, width, height, rle (run lengths, see app.analysis.rle_decode),
-    ms (warm run), first_ms, load_ms, backend, or error.
+    ms, load_ms, backend, or error.
     """
     component = components.declare_component(
         NAME, path=str(WEB_DIR), url=f"component/{FULL_NAME}/component.html")

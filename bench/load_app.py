@@ -2,12 +2,16 @@
 """Load check of the Streamlit app: N browser sessions upload X-rays at the same time.
 
     .venv/bin/python bench/load_app.py --sessions 4 [--per-session 1] [--port 0]
+    .venv/bin/python bench/load_app.py --large [--sessions 3 --per-session 2] [--root CHECKOUT]
 
-Starts ``streamlit run streamlit_app.py`` on a free 127.0.0.1 port, warms it up (model load),
-then opens N pages in Debian's Chromium (Playwright) that each upload different real X-rays
-from ../shared at once, wait for the results, download the zip and check every mask against
-``lungseg`` Python inference (exact). Prints throughput, latencies and the largest resident
-memory (RSS) the server process reached.
+Starts the app as ``make run`` does (``scripts/start.py --no-web``) on a free 127.0.0.1 port,
+times the first visit (one page uploads one X-ray right after the server answers), then opens
+N pages in Debian's Chromium (Playwright) that each upload different real X-rays from
+../shared at once, wait for the results, download the zip and check every mask against
+``lungseg`` Python inference (exact). Prints throughput, latencies and the server's resident
+memory (RSS): its peak and what it keeps after the sessions close. ``--large`` uploads
+20-25 megapixel X-rays made from real ones (upscaled); ``--root`` runs another checkout's app
+(e.g. an older commit, to compare).
 """
 from __future__ import annotations
 
@@ -37,6 +41,21 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ZIP_BUTTON = "Download all: masks, overlays and figures (zip)"
+LARGE_SIZES = [(4500, 5500), (4000, 5000), (5000, 4800), (4300, 5700), (4800, 5200), (4200, 5400)]
+
+
+def large_xrays(images: list[Path], folder: Path) -> list[Path]:
+    """Each X-ray upscaled (bicubic) to a 20-25 megapixel PNG in ``folder``, sizes in turn, with
+    a little noise (as a detector has) so the files are as large as real ones (about 20 MB)."""
+    out = []
+    for index, path in enumerate(images):
+        size = LARGE_SIZES[index % len(LARGE_SIZES)]
+        grey = np.asarray(Image.open(path).convert("L").resize(size, Image.Resampling.BICUBIC))
+        noise = np.random.default_rng(index).normal(0, 3, grey.shape)
+        target = folder / f"{path.stem}_{size[0]}x{size[1]}.png"
+        Image.fromarray(np.clip(grey + noise, 0, 255).astype(np.uint8)).save(target, compress_level=1)
+        out.append(target)
+    return out
 
 
 def free_port() -> int:
@@ -134,6 +153,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--per-session", type=int, default=1, help="X-rays each session uploads")
     parser.add_argument("--port", type=int, default=0, help="app port (0: a free one)")
+    parser.add_argument("--large", action="store_true",
+                        help="upload 20-25 megapixel X-rays (real ones upscaled) instead of 256x256")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout whose app to start (default: this one)")
     args = parser.parse_args(argv)
 
     images = sorted(DATA.glob("Val/*/images/*.png"))
@@ -147,18 +170,34 @@ def main(argv=None) -> int:
     step = max(1, len(images) // need)            # spread over the groups of the Val set
     picked = images[::step][:need]
     warmup, rest = picked[0], picked[1:]
-    groups = [rest[i * args.per_session:(i + 1) * args.per_session] for i in range(args.sessions)]
-
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}/"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.large:
+            rest = large_xrays(rest, Path(tmp))
+        groups = [rest[i * args.per_session:(i + 1) * args.per_session]
+                  for i in range(args.sessions)]
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            [sys.executable, str(args.root / "scripts" / "start.py"), "--no-web", "--port", str(port)],
+            cwd=args.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            return measure(args, server, started, url, warmup, groups, Path(tmp))
+        finally:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)       # start.py stops the app it started
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+
+
+def measure(args, server, started: float, url: str, warmup: Path, groups: list[list[Path]],
+            tmp: Path) -> int:
     monitor = RssMonitor(server.pid)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while True:
             try:
                 urllib.request.urlopen(url + "_stcore/health", timeout=2).close()
@@ -166,25 +205,33 @@ def main(argv=None) -> int:
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the app did not start")
-                time.sleep(0.5)
+                time.sleep(0.2)
+        ready_s = time.perf_counter() - started
         monitor.start()
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            asyncio.run(run_sessions(url, [[warmup]], Path(tmp)))
-            warm_s = time.perf_counter() - t0
-            idle_rss = rss_bytes(server.pid)
-            t0 = time.perf_counter()
-            results = asyncio.run(run_sessions(url, groups, Path(tmp)))
-            wall = time.perf_counter() - t0
-            checked = check(results)
+        t0 = time.perf_counter()
+        first = asyncio.run(run_sessions(url, [[warmup]], tmp))[0]
+        first_s = time.perf_counter() - t0
+        idle_rss = rss_bytes(server.pid)
+        t0 = time.perf_counter()
+        results = asyncio.run(run_sessions(url, groups, tmp))
+        wall = time.perf_counter() - t0
+        time.sleep(5)                                  # sessions closed: what does the server keep?
+        after_rss = rss_bytes(server.pid)
+        checked = check(results)
         monitor.stopped.set()
         monitor.join()
         latencies = [r["seconds"] for r in results]
         total = args.sessions * args.per_session
+        sizes = sorted({Image.open(f).size for r in results for f in r["files"]})
+        mb = max(f.stat().st_size for r in results for f in r["files"]) / 2**20
+        print(f"app: {args.root}")
         print(f"sessions: {args.sessions} at once, {args.per_session} X-ray(s) each "
-              f"({total} X-rays, 256x256 PNG, distinct files); masks checked: {checked}/{total} "
-              f"equal to lungseg")
-        print(f"warm-up (first session, model load): {warm_s:.1f} s")
+              f"({total} X-rays, PNG, distinct files, sizes "
+              f"{', '.join(f'{w}x{h}' for w, h in sizes)}, largest file {mb:.2f} MB); "
+              f"masks checked: {checked}/{total} equal to lungseg")
+        print(f"server start to first answer: {ready_s:.1f} s; first visit (page load, upload of "
+              f"one 256x256 X-ray, result): {first_s:.1f} s, of which upload to result "
+              f"{first['seconds']:.1f} s")
         window = max(r["finished"] for r in results) - min(r["started"] for r in results)
         print(f"uploads in flight together: first upload to last result {window:.1f} s; "
               f"throughput {total / window:.2f} X-rays/s")
@@ -192,17 +239,12 @@ def main(argv=None) -> int:
               f"{wall:.1f} s ({total / wall:.2f} X-rays/s)")
         print(f"upload-to-results latency: median {statistics.median(latencies):.2f} s, "
               f"max {max(latencies):.2f} s")
-        print(f"server RSS: after warm-up {idle_rss / 2**20:.0f} MiB, "
-              f"peak {monitor.peak / 2**20:.0f} MiB")
+        print(f"server RSS: after the first visit {idle_rss / 2**20:.0f} MiB, "
+              f"peak {monitor.peak / 2**20:.0f} MiB, "
+              f"5 s after the sessions closed {after_rss / 2**20:.0f} MiB")
         return 0
     finally:
         monitor.stopped.set()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

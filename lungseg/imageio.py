@@ -23,6 +23,10 @@ ImageInput = Union[str, Path, bytes, np.ndarray, Image.Image]
 # refuse without saying how large the image is.
 Image.MAX_IMAGE_PIXELS = None
 
+#: The formats of rules.json that Pillow decodes (DICOM is read by lungseg.dicom); any other
+#: format Pillow knows (GIF, ICO, PPM, ...) is refused like an unknown one.
+PIL_FORMATS = tuple(f["name"].upper() for f in rules.RULES["formats"] if f["name"] != "DICOM")
+
 
 class ImageError(ValueError):
     """An input that is not a readable image, with a message meant for the user."""
@@ -68,7 +72,7 @@ def _open(source: str | Path | bytes, name: str, head: bytes) -> Image.Image:
     """Open and fully decode an image file or bytes, turning every failure into ImageError."""
     try:
         with (io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")) as opened:
-            image = Image.open(opened)
+            image = Image.open(opened, formats=PIL_FORMATS)
             _check_size(name, *image.size)
             image.load()
     except UnidentifiedImageError:

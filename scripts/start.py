@@ -4,8 +4,10 @@
     .venv/bin/python scripts/start.py [--port 8501] [--web-port 8502] [--address 127.0.0.1]
 
 Ports also come from env LUNGSEG_PORT / LUNGSEG_WEB_PORT (flags win). The app links to the web
-page at LUNGSEG_WEB_URL, by default this script's web page address. Ctrl-C stops both; if
-either server exits, the other is stopped too and the script exits with its status.
+page at LUNGSEG_WEB_URL, by default this script's web page address. The app runs through
+app/serve.py, which loads the default model before Streamlit answers, so the first visitor does
+not wait for it. Ctrl-C stops both; if either server exits, the other is stopped too and the
+script exits with its status.
 """
 from __future__ import annotations
 
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
         env.setdefault("LUNGSEG_WEB_URL", web_url)
 
     commands = {
-        "app": [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        # app.serve = streamlit run streamlit_app.py, with the default model loaded first.
+        "app": [sys.executable, "-m", "app.serve",
                 "--server.headless", "true", "--server.address", args.address,
                 "--server.port", str(args.port), "--browser.gatherUsageStats", "false"],
     }

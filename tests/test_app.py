@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import struct
 import sys
+import tomllib
 import zipfile
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,12 +25,15 @@ from conftest import ROOT, mask_of, requires_data, val_images
 sys.path.insert(0, str(ROOT))
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
+from streamlit.runtime.media_file_manager import MediaFileManager  # noqa: E402
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage  # noqa: E402
 
-from app import analysis  # noqa: E402
-from lungseg import Segmenter, read_image, read_mask  # noqa: E402
+from app import analysis, results, serve  # noqa: E402
+from app.store import ByteLRU  # noqa: E402
+from lungseg import ImageError, Segmenter, read_image, read_mask, rules  # noqa: E402
 from lungseg.bundle import DEFAULT_MODEL, SEED_MODEL  # noqa: E402
 from lungseg.imageio import encode_png  # noqa: E402
+from lungseg.measure import lung_areas  # noqa: E402
 from lungseg.metrics import score  # noqa: E402
 
 APP = str(ROOT / "streamlit_app.py")
@@ -41,17 +47,35 @@ def seg():
 
 @pytest.fixture
 def downloads(monkeypatch):
-    """file name -> bytes of every st.download_button payload the app registers."""
+    """file name -> bytes of every st.download_button payload the app registers (deferred ones,
+    which the browser would request on a click, are generated right away)."""
     seen: dict[str, bytes] = {}
     original = MemoryMediaFileStorage.load_and_get_id
+    original_deferred = MediaFileManager.add_deferred
 
     def record(self, path_or_data, mimetype, kind, filename=None):
         if filename and isinstance(path_or_data, bytes):
             seen[filename] = path_or_data
         return original(self, path_or_data, mimetype, kind, filename)
 
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        if file_name:
+            seen[file_name] = data_callable()
+        return original_deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
     return seen
+
+
+@pytest.fixture
+def small_store(monkeypatch):
+    """The app's shared result store, emptied, with a budget the test sets (restored after)."""
+    cache = results.store()
+    cache.clear()
+    monkeypatch.setattr(cache, "budget", cache.budget)
+    yield cache
+    cache.clear()
 
 
 def new_app():
@@ -74,8 +98,16 @@ def png_file(path):
     return (path.name, path.read_bytes(), "image/png")
 
 
+def refusal(name: str, data: bytes) -> str:
+    """lungseg's own message for a file it refuses."""
+    with pytest.raises(ImageError) as refused:
+        read_image(data, name=name)
+    return str(refused.value)
+
+
 def table(at) -> list[dict]:
-    return at.dataframe[0].value.to_dict("records")
+    """The rows of the results tables: the segmented files, then those not segmented."""
+    return [row for frame in at.dataframe for row in frame.value.to_dict("records")]
 
 
 def unzip(data: bytes) -> tuple[dict[str, np.ndarray], list[dict], list[str]]:
@@ -112,7 +144,7 @@ def test_lung_areas_sides():
     mask = np.zeros((100, 200), np.uint8)
     mask[20:80, 10:70] = 1        # image left: the patient's right lung
     mask[20:60, 130:190] = 1      # image right
-    areas = analysis.lung_areas(mask)
+    areas = lung_areas(mask)
     assert areas["image_left_fraction"] == pytest.approx(3600 / 20000)
     assert areas["image_right_fraction"] == pytest.approx(2400 / 20000)
     assert areas["lung_fraction"] == pytest.approx(6000 / 20000)
@@ -124,12 +156,91 @@ def test_truth_matching():
 
 
 # ---------------------------------------------------------------- the app
+def test_store_stays_within_its_budget():
+    cache = ByteLRU(1000)
+    for key in range(5):
+        cache.put(key, {"array": np.zeros(300, np.uint8), "note": "x"})
+    assert [k for k in range(5) if k in cache] == [2, 3, 4] and cache.nbytes == 903
+    cache.get(2)                                        # now the most recently used
+    cache.put(5, np.ones(300, np.uint8))
+    assert [k for k in range(6) if k in cache] == [2, 4, 5] and cache.nbytes <= 1000
+    assert not cache.get(5).flags.writeable             # shared by sessions: read-only
+    big = cache.put("big", np.zeros(2000, np.uint8))    # larger than the budget: not kept
+    assert big.size == 2000 and "big" not in cache and len(cache) == 3
+    calls = []
+    for _ in range(2):
+        cache.get_or_compute("c", lambda: calls.append(1) or np.zeros(10, np.uint8))
+    assert calls == [1]
+
+
+def test_levels_give_exact_masks():
+    """proba >= t (what Segmenter.to_mask does) equals levels > k for every threshold on offer."""
+    grid = results.thresholds(0.537)
+    edges = np.asarray(grid, np.float32)
+    near = np.concatenate([np.nextafter(edges, -1), edges, np.nextafter(edges, 2)])
+    proba = np.concatenate([near, np.random.default_rng(0).random(9000, np.float32)])
+    proba = proba[: 90 * 103].reshape(90, 103).astype(np.float32)
+    levels = results.to_levels(proba, grid)
+    assert levels.dtype == np.uint8
+    for k, threshold in enumerate(grid):
+        assert np.array_equal(levels > k, proba >= threshold), threshold
+
+
 def test_page_explains_limits_and_privacy():
     at = new_app()
     text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
-    assert "50 MB" in text and "maxUploadSize" in text
+    assert rules.FORMATS in text and ".webp" in text
+    assert f"{rules.MAX_PIXELS / 1e6:g} megapixels and {rules.MAX_FILE_BYTES / 2**20:g} MB" in text
     assert "uploads nothing" in text and "sends your X-rays to this server" in text
     assert [o for o in at.sidebar.selectbox[0].options][:2] == ["default (committed)", "seed baseline"]
+    assert at.sidebar.slider[0].value == rules.OVERLAY_OPACITY
+    assert at.info[0].value == "Upload one or more chest X-rays to start."
+
+
+def test_upload_limit_lets_lungseg_judge_file_sizes():
+    """Streamlit's own limit is above rules.json's, so a file between gets LungSeg's message."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 > rules.MAX_FILE_BYTES
+
+
+def test_every_file_is_listed_and_counted(downloads):
+    """Files lungseg refuses are listed with its message, in the table, the count and the CSV."""
+    noise = np.random.default_rng(1).integers(0, 255, (64, 80), dtype=np.uint8)
+    bad = [("notes.txt", b"patient notes, not an X-ray\n", "text/plain"),
+           ("scan.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "application/pdf"),
+           ("empty.png", b"", "image/png"),
+           ("bomb.png", huge_png(), "image/png")]
+    at = upload(new_app(), [("xray.png", encode_png(noise), "image/png")] + bad)
+    assert [e.value for e in at.error] == [refusal(n, data) for n, data, _ in bad]
+    assert [s.value for s in at.subheader] == ["xray.png"] + [n for n, _, _ in bad]
+    assert not at.info
+    assert any(m.value.startswith("1 of 5 file(s) segmented") for m in at.markdown)
+    rows = table(at)
+    assert [r["status"] for r in rows] == ["ok", "error", "error", "error", "error"]
+    assert [r["error"] for r in rows[1:]] == [e.value for e in at.error]
+    _, csv_rows, _ = unzip(downloads["lungseg-results.zip"])
+    assert [r["file"] for r in csv_rows] == ["xray.png"] + [n for n, _, _ in bad]
+
+
+def test_a_real_gif_is_refused():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(buffer, format="GIF")
+    at = upload(new_app(), [("drawing.gif", buffer.getvalue(), "image/gif")])
+    assert [e.value for e in at.error] == [
+        rules.message("unknown_format", "drawing.gif")]
+
+
+def test_tables_have_human_column_labels():
+    xray = ("xray.png", encode_png(np.full((64, 64), 99, np.uint8)), "image/png")
+    at = upload(new_app(), [xray, ("notes.txt", b"hello\n", "text/plain")])
+    segmented, refused = (json.loads(frame.proto.columns) for frame in at.dataframe)
+    labels = {k: v["label"] for k, v in segmented.items() if "label" in v}
+    assert labels["lung_fraction"] == "Lung area" and labels["inference_ms"] == "Inference time"
+    assert set(at.dataframe[0].proto.column_order) <= set(labels)
+    assert not any("_" in label for label in labels.values())
+    assert list(at.dataframe[1].proto.column_order) == ["file", "error"]
+    assert refused["error"]["label"] == "Why it was not segmented"
+    assert table(at)[0]["size"] == "64 × 64"
 
 
 @requires_data
@@ -137,7 +248,7 @@ def test_one_xray(seg, downloads):
     path = val_images(1, "Normal")[0]
     at = upload(new_app(), [png_file(path)])
     expected = seg.predict(path)
-    areas = analysis.lung_areas(expected)
+    areas = lung_areas(expected)
 
     [row] = table(at)
     assert row["status"] == "ok" and (row["width"], row["height"]) == (256, 256)
@@ -172,16 +283,14 @@ def test_several_xrays_with_bad_files(seg, downloads):
     at = upload(new_app(), files)
 
     errors = [e.value for e in at.error]
-    assert len(errors) == 5
-    for (name, _, _), message in zip(bad, errors):
-        assert message.startswith(f"{name}:"), message
-    assert "empty" in errors[2] and "too large" in errors[3]
-    assert "9000x9000" in errors[4] and "at most" in errors[4]      # the app's own pixel limit
+    assert errors == [refusal(name, data) for name, data, _ in bad]
+    assert "empty" in errors[2] and "900.0 MP" in errors[3] and "9000x9000" in errors[4]
     assert not any("Traceback" in e for e in errors)
+    assert any(m.value.startswith("3 of 8 file(s) segmented") for m in at.markdown)
 
     rows = table(at)
-    assert [r["status"] for r in rows] == ["ok", "error", "ok", "error", "error", "ok", "error",
-                                           "error"]
+    assert [r["status"] for r in rows] == ["ok"] * 3 + ["error"] * 5
+    assert [r["file"] for r in rows[3:]] == [name for name, _, _ in bad]
     masks, csv_rows, _ = unzip(downloads["lungseg-results.zip"])
     assert len(masks) == 3 and len(csv_rows) == 8
     for path in good:
@@ -247,10 +356,9 @@ def test_odd_formats(seg, downloads):
 
 @requires_data
 def test_rerun_and_controls_do_not_rerun_the_model(monkeypatch):
-    import streamlit as st
     from lungseg.inference import Segmenter as Seg
 
-    st.cache_data.clear()
+    results.store().clear()
     calls = []
     original = Seg.predict_proba_batch
     monkeypatch.setattr(Seg, "predict_proba_batch",
@@ -259,9 +367,54 @@ def test_rerun_and_controls_do_not_rerun_the_model(monkeypatch):
     at = upload(new_app(), [png_file(path)])
     assert len(calls) == 1
     at.run()                                           # unchanged inputs
-    at.sidebar.slider[1].set_value(0.7).run()          # opacity
-    at.sidebar.slider[0].set_value(0.3).run()          # threshold: new mask, same probabilities
+    at.sidebar.slider[0].set_value(0.7).run()          # opacity
+    at.sidebar.select_slider[0].set_value(0.3).run()   # threshold: new mask, same model output
     assert not at.exception and len(calls) == 1
+    assert table(at)[0]["lung_fraction"] == pytest.approx(lung_areas(
+        Segmenter.load().predict(path, 0.3))["lung_fraction"])
+
+
+@requires_data
+def test_results_recomputed_after_eviction_are_equal(seg, small_store, monkeypatch):
+    """With room for one X-ray's results only, each X-ray evicts the other and is recomputed
+    (the model runs again) with the same mask and figures, within the store's budget."""
+    first, second = val_images(2, "COVID-19")
+    expected = seg.predict(first)
+    calls = []
+    original = Segmenter.predict_proba
+    monkeypatch.setattr(Segmenter, "predict_proba",
+                        lambda self, image: calls.append(1) or original(self, image))
+    small_store.budget = 400_000          # one 256x256 X-ray: about 340 kB
+    folder = str(DEFAULT_MODEL)
+    runs = [results.segment(p.read_bytes(), p.name, folder, 0.5) for p in (first, second, first)]
+    assert len(calls) == 3 and small_store.nbytes <= small_store.budget
+    assert np.array_equal(runs[0]["bits"], runs[2]["bits"]) and runs[0] is not runs[2]
+    for key in ("width", "height", "lung_fraction", "image_left_fraction", "image_right_fraction"):
+        assert runs[0][key] == runs[2][key]
+    assert np.array_equal(results.full_mask(runs[2]), expected)
+    assert np.array_equal(results.image_preview(first.read_bytes(), first.name),
+                          read_image(first))
+    small_store.budget = 10_000_000
+    again = results.segment(first.read_bytes(), first.name, folder, 0.5)
+    assert results.segment(first.read_bytes(), first.name, folder, 0.5) is again
+    assert len(calls) == 3                # the model output was still there: no new run
+
+
+def test_serve_loads_the_model_before_streamlit_starts(monkeypatch):
+    """app.serve (which scripts/start.py runs) loads and runs the default model, then starts
+    Streamlit in the same process, whose app finds the model already in its cache."""
+    events = []
+    load = Segmenter.load
+    monkeypatch.setattr(results, "Segmenter", SimpleNamespace(
+        load=lambda folder: events.append(("load", folder)) or load(folder)))
+    monkeypatch.setattr(serve.cli, "main", lambda **_: events.append(("streamlit", sys.argv)))
+    monkeypatch.setattr(sys, "argv", ["serve"])
+    results.load_segmenter.clear()
+    serve.main(["--server.port", "8599"])
+    assert events == [("load", str(DEFAULT_MODEL)),
+                      ("streamlit", ["streamlit", "run", str(serve.APP), "--server.port", "8599"])]
+    results.load_segmenter(str(DEFAULT_MODEL))
+    assert len(events) == 2
 
 
 @requires_data

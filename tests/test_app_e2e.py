@@ -69,8 +69,10 @@ def servers(tmp_path_factory):
         stderr=subprocess.STDOUT)
     try:
         wait_for(f"http://127.0.0.1:{port}/_stcore/health", process)
+        answered = log.read_text()                   # what start.py had printed when the app answered
         wait_for(f"http://127.0.0.1:{web_port}/", process)
-        yield {"app": f"http://127.0.0.1:{port}/", "web": f"http://127.0.0.1:{web_port}/"}
+        yield {"app": f"http://127.0.0.1:{port}/", "web": f"http://127.0.0.1:{web_port}/",
+               "log_at_answer": answered}
     finally:
         process.send_signal(signal.SIGINT)           # Ctrl-C stops both servers
         try:
@@ -96,8 +98,16 @@ def expected(xray):
     return Segmenter.load().predict(xray)
 
 
+def test_model_is_warm_before_the_app_answers(servers):
+    """scripts/start.py runs app.serve, which loads the model before Streamlit serves."""
+    assert "LungSeg: default model loaded and warmed up" in servers["log_at_answer"]
+
+
 def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
+    from lungseg import rules
+
     page.set_default_timeout(TIMEOUT_MS)
+    page.set_viewport_size({"width": 1400, "height": 900})
     page.goto(servers["app"])
     link = page.get_by_role("link", name="in-browser page")
     expect(link).to_have_attribute("href", servers["web"])
@@ -109,7 +119,16 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
     expect(zip_button).to_be_visible()
     metric = page.get_by_test_id("stMetric").filter(has_text="Lung area")
     expect(metric.get_by_test_id("stMetricValue")).to_have_text(f"{expected.mean():.1%}")
-    expect(page.get_by_test_id("stAlert").filter(has_text="notes.png: not an image")).to_be_visible()
+    expect(page.get_by_test_id("stAlert").filter(
+        has_text=rules.message("text_file", "notes.png"))).to_be_visible()
+    # At 1400 px the results tables (segmented, not segmented) span the page's width, like the
+    # upload box, and show every column whole, without scrolling sideways.
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+    full = page.get_by_test_id("stFileUploader").first.bounding_box()["width"]
+    for table in page.get_by_test_id("stDataFrame").all():
+        assert table.bounding_box()["width"] >= full - 2
+        scroller = table.locator(".dvn-scroller").first
+        assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "a table scrolls"
 
     with page.expect_download() as info:
         zip_button.click()
@@ -133,6 +152,5 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
     print(f"server vs browser IoU {iou:.4f}; browser {browser_ms}")
     assert iou >= 0.99
     assert browser_ms.endswith(" ms")
-    page.set_viewport_size({"width": 1280, "height": 900})
     if os.environ.get("LUNGSEG_SCREENSHOT"):
         page.screenshot(path=os.environ["LUNGSEG_SCREENSHOT"], full_page=True)

@@ -1,0 +1,157 @@
+"""What the app computes for each upload, kept in one byte-bounded store shared by every session.
+
+Per X-ray and model the store keeps a display copy (at most PREVIEW_SIDE pixels), the model's
+output as uint8 threshold levels (exact masks for every threshold the slider offers, a quarter of
+a float32 probability map) and, per threshold, the mask bit-packed with its figures. Full-size
+images, probabilities and masks exist only while one X-ray is processed, and one X-ray is
+processed at a time in the whole process (``WORK``), so the server needs at most: the app with
+its models + the store's budget (env LUNGSEG_CACHE_MB, default 256) + one X-ray's work.
+Whatever the store evicts is recomputed from the upload, with the same result.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from app import analysis
+from app.store import ByteLRU
+from lungseg import ImageError, Segmenter, read_image
+from lungseg.measure import lung_areas
+from lungseg.postprocess import clean_mask
+
+PREVIEW_SIDE = 1024            # pixels; on-screen images are at most this, downloads are full size
+CACHE_ENV = "LUNGSEG_CACHE_MB"
+DEFAULT_CACHE_MB = 256
+WORK = threading.RLock()       # one X-ray's full-size work at a time, across all sessions
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> ByteLRU:
+    """The process's result store, shared by all sessions."""
+    return ByteLRU(int(os.environ.get(CACHE_ENV, DEFAULT_CACHE_MB)) * 2**20)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def load_segmenter(folder: str) -> Segmenter:
+    """One model per folder and process, shared read-only by all sessions (calls hold WORK)."""
+    return Segmenter.load(folder)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:24]
+
+
+def thresholds(*extra: float) -> tuple[float, ...]:
+    """The thresholds the app offers, 0.05 to 0.95 by 0.01, with ``extra`` ones (a card's own)."""
+    return tuple(sorted({round(0.05 + 0.01 * i, 2) for i in range(91)} | set(map(float, extra))))
+
+
+def to_levels(proba: np.ndarray, grid: tuple[float, ...]) -> np.ndarray:
+    """How many thresholds of ``grid`` each pixel reaches, so ``proba >= grid[k]`` is exactly
+    ``levels > k`` (float32 comparisons, as numpy makes them). Done in bands of rows."""
+    edges = np.asarray(grid, np.float32)
+    levels = np.empty(proba.shape, np.uint8)
+    rows = max(1, 2**20 // proba.shape[1])
+    for top in range(0, proba.shape[0], rows):
+        levels[top:top + rows] = np.searchsorted(edges, proba[top:top + rows], side="right")
+    return levels
+
+
+def preview(array: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
+    """A display copy no larger than ``max_side`` pixels."""
+    height, width = array.shape[:2]
+    if max(height, width) <= max_side:
+        return array
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR))
+
+
+def decode(data: bytes, name: str) -> np.ndarray:
+    """The full-size X-ray (uint8 RGB), decoded while holding WORK."""
+    with WORK:
+        return read_image(data, name=name)
+
+
+def image_preview(data: bytes, name: str) -> np.ndarray:
+    """The X-ray's display copy."""
+    def compute():
+        with WORK:
+            return preview(decode(data, name))
+    return store().get_or_compute(("preview", digest(data)), compute)
+
+
+def _levels(data: bytes, name: str, seg: Segmenter, grid: tuple[float, ...]) -> dict:
+    with WORK:
+        image = decode(data, name)
+        store().put(("preview", digest(data)), preview(image))
+        start = time.perf_counter()
+        proba = seg.predict_proba(image)
+        model_ms = (time.perf_counter() - start) * 1000.0
+        return {"levels": to_levels(proba, grid), "model_ms": model_ms}
+
+
+def _mask(data: bytes, name: str, folder: str, threshold: float) -> dict:
+    seg = load_segmenter(folder)
+    grid = thresholds(seg.threshold, threshold)      # the same for every threshold on offer
+    out = store().get_or_compute(("levels", digest(data), folder, grid),
+                                 lambda: _levels(data, name, seg, grid))
+    with WORK:
+        start = time.perf_counter()
+        index = grid.index(threshold)
+        # Segmenter.to_mask's clean-up, on the levels instead of the probabilities.
+        mask = clean_mask((out["levels"] > index).astype(np.uint8), seg.keep_regions, seg.fill_holes)
+        post_ms = (time.perf_counter() - start) * 1000.0
+        height, width = mask.shape
+        return {"width": width, "height": height, **lung_areas(mask),
+                "inference_ms": out["model_ms"] + post_ms, "bits": np.packbits(mask),
+                "preview": preview(mask * 255)}
+
+
+def segment(data: bytes, name: str, folder: str, threshold: float) -> dict:
+    """One upload at one threshold: width, height, area fractions, inference_ms, the packed mask
+    (``bits``, see full_mask) and its display copy (``preview``, 0/255); or {"error": message}."""
+    key = digest(data)
+    error = store().get(("error", key, name))
+    if error is not None:
+        return error
+    try:
+        return store().get_or_compute(("mask", key, folder, threshold),
+                                      lambda: _mask(data, name, folder, threshold))
+    except ImageError as err:
+        return store().put(("error", key, name), {"error": str(err)})
+
+
+def full_mask(result: dict) -> np.ndarray:
+    """The full-size (H, W) 0/1 uint8 mask of a segment() result."""
+    count = result["width"] * result["height"]
+    return np.unpackbits(result["bits"], count=count).reshape(result["height"], result["width"])
+
+
+def truth(result: dict, data: bytes, folder: str, threshold: float, truth_data: bytes,
+          truth_name: str) -> dict:
+    """Dice and IoU against a ground-truth mask file, and its display copy; or {"error"}."""
+    def compute():
+        with WORK:
+            mask = analysis.read_truth(truth_data, truth_name, (result["height"], result["width"]))
+            return {**analysis.overlap(mask, full_mask(result)), "preview": preview(mask * 255)}
+    key = ("truth", digest(data), folder, threshold, digest(truth_data), truth_name)
+    try:
+        return {"file": truth_name, **store().get_or_compute(key, compute)}
+    except ImageError as err:
+        return {"file": truth_name, "error": str(err)}
+
+
+def bundle(entries: list[dict], rows: list[dict], opacity: float) -> bytes:
+    """The all-results zip, built one X-ray at a time (entries: stem, data, name, result)."""
+    def items():
+        for entry in entries:
+            with WORK:
+                yield entry["stem"], decode(entry["data"], entry["name"]), full_mask(entry["result"])
+    return analysis.build_zip(items(), rows, opacity)
