@@ -4,11 +4,15 @@
     .venv/bin/python bench/bench_web.py                 # wasm, wasm threaded; Keras in the same run
     .venv/bin/python bench/bench_web.py --backends wasm,wasm-threaded,webgl,cpu --repeats 5
     .venv/bin/python bench/bench_web.py --dice 50       # + mean Dice on 50 Val X-rays, browser vs Keras
+    .venv/bin/python bench/bench_web.py --main-thread   # + each backend on the page's own thread
 
 Prints the model download size, load time (fresh page: TF.js + model download, backend
 start-up, warm-up), first and median inference per backend at the model's input size and at
 256x256, the Keras time for the same inputs on this machine, and the browser/Keras ratio.
-"wasm" is served without COOP/COEP (single-threaded), "wasm-threaded" with them. WebGL and cpu
+The model runs in the page's module worker, as on the page (times include the round trip to
+it); --main-thread adds rows with the model on the page's own thread ("/main"), the way the
+page ran it before the worker. "wasm" is served without COOP/COEP (single-threaded),
+"wasm-threaded" with them. WebGL and cpu
 are software-only in headless Chromium here (no GPU); on users' machines WebGL/WebGPU are faster.
 Targets: median wasm inference <= 500 ms, model download <= 5 MB, Dice within 0.002 of Keras.
 """
@@ -39,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="wasm,wasm-threaded",
                         help="comma list of wasm, wasm-threaded, webgl, cpu (webgl/cpu: software-only here)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per size after the first")
+    parser.add_argument("--main-thread", action="store_true",
+                        help="also run each backend on the page's own thread (no worker)")
     parser.add_argument("--dice", type=int, default=0, metavar="N", help="mean Dice on N Val X-rays, browser vs Keras")
     parser.add_argument("--screenshot", metavar="PNG", help="also save a screenshot of the page with a real result "
                         "(e.g. docs/web.png)")
@@ -77,11 +83,15 @@ def main(argv=None) -> int:
     mounts = {"/_bench/": model_dir}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=eb.CHROMIUM, args=eb.CHROMIUM_ARGS)
-        for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        names = [b.strip() for b in args.backends.split(",") if b.strip()]
+        runs = [(name, worker) for name in names for worker in ((True, False) if args.main_thread else (True,))]
+        for name, worker in runs:
             backend = "wasm" if name.startswith("wasm") else name
-            with eb.harness_page(browser, mounts, isolate=name == "wasm-threaded") as (page, _):
+            isolate = name == "wasm-threaded"
+            name = name if worker else f"{name}/main"
+            with eb.harness_page(browser, mounts, isolate=isolate) as (page, _):
                 try:
-                    info = eb.load_in_page(page, "/_bench/", backend)
+                    info = eb.load_in_page(page, "/_bench/", backend, worker=worker)
                 except Exception as err:  # noqa: BLE001
                     print(f"{name}: failed to load: {err}")
                     continue
@@ -92,14 +102,14 @@ def main(argv=None) -> int:
                     out = eb.segment_in_page(page, rgb, repeats=repeats + 1)
                     first, median = out["times"][0], statistics.median(out["times"][1:])
                     rows.append((name, info["label"], info["loadMs"], s, first, median, keras_ms[s][1]))
-        print(f"\n{'backend':14s} {'in use':16s} {'load ms':>8s} {'size':>8s} {'first ms':>9s} {'median ms':>10s} "
+        print(f"\n{'backend':19s} {'in use':16s} {'load ms':>8s} {'size':>8s} {'first ms':>9s} {'median ms':>10s} "
               f"{'Keras ms':>9s} {'ratio':>6s}")
         for name, label, load, s, first, median, keras in rows:
-            print(f"{name:14s} {label:16s} {load:8.0f} {s:>4d}x{s:<3d} {first:9.0f} {median:10.0f} {keras:9.0f} "
+            print(f"{name:19s} {label:16s} {load:8.0f} {s:>4d}x{s:<3d} {first:9.0f} {median:10.0f} {keras:9.0f} "
                   f"{median / keras:6.1f}")
         print("(Keras: median of the same runs in this process, TensorFlow on the CPU; first call "
               + ", ".join(f"{s} px {keras_ms[s][0]:.0f} ms" for s in sizes) + ")")
-        wasm = [r for r in rows if r[0].startswith("wasm")]
+        wasm = [r for r in rows if r[0].startswith("wasm") and not r[0].endswith("/main")]
         if wasm:
             best = min(r[5] for r in wasm)
             print(f"median wasm inference: best {best:.0f} ms, worst {max(r[5] for r in wasm):.0f} ms: "

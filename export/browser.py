@@ -2,7 +2,8 @@
 ``python -m export.parity``, bench/bench_web.py and the tests.
 
 The page side is web/js/segmenter.js itself, imported by a blank harness page served from the
-same origin as web/, so the browser runs exactly the code the page ships.
+same origin as web/, so the browser runs exactly the code the page ships: the model runs in the
+page's module worker, or on the harness page's own thread with ``worker=False``.
 """
 from __future__ import annotations
 
@@ -86,12 +87,13 @@ def browser_page(mounts: dict[str, Path] | None = None, isolate: bool = True):
             browser.close()
 
 
-LOAD_JS = """async ({modelUrl, backend}) => {
+LOAD_JS = """async ({modelUrl, backend, worker}) => {
   const t0 = performance.now();
   const { loadSegmenter } = await import('/js/segmenter.js');
   if (window.seg) window.seg.dispose();
-  window.seg = await loadSegmenter({ modelUrl, backend });
+  window.seg = await loadSegmenter({ modelUrl, backend, worker });
   return { backend: window.seg.backend, label: window.seg.backendLabel, notes: window.seg.notes,
+           userNote: window.seg.userNote, inWorker: window.seg.inWorker,
            loadMs: performance.now() - t0, meta: window.seg.meta,
            isolated: globalThis.crossOriginIsolated };
 }"""
@@ -109,16 +111,18 @@ SEGMENT_JS = """async ({rgb, width, height, repeats}) => {
   const mask = window.seg.mask(out.probability, out.width, out.height);
   const b64 = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000)); return btoa(s); };
   return { probability: b64(new Uint8Array(out.probability.buffer)), mask: b64(mask),
-           width: out.width, height: out.height, times, tensors: window.seg.tf.memory().numTensors };
+           width: out.width, height: out.height, times, tensors: await window.seg.numTensors() };
 }"""
 
 
-def load_in_page(page, model_url: str, backend: str = "wasm") -> dict:
-    return page.evaluate(LOAD_JS, {"modelUrl": model_url, "backend": backend})
+def load_in_page(page, model_url: str, backend: str = "wasm", worker: bool = True) -> dict:
+    """Load the segmenter (in its worker unless ``worker`` is False) in the harness page."""
+    return page.evaluate(LOAD_JS, {"modelUrl": model_url, "backend": backend, "worker": worker})
 
 
 def segment_in_page(page, rgb: np.ndarray, repeats: int = 1) -> dict:
-    """Run the loaded segmenter on an (H, W, 3) uint8 array: probability, mask, times (ms)."""
+    """Run the loaded segmenter on an (H, W, 3) uint8 array: probability, mask, times (ms, as the
+    page waits: worker round trip included), tensors (the model's thread's live tensor count)."""
     height, width = rgb.shape[:2]
     out = page.evaluate(SEGMENT_JS, {"rgb": base64.b64encode(np.ascontiguousarray(rgb, np.uint8).tobytes()).decode(),
                                      "width": width, "height": height, "repeats": repeats})

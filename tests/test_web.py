@@ -1,14 +1,22 @@
 """The in-browser page (web/) in Debian's Chromium on 127.0.0.1, wasm backend.
 
 One server and one page are shared by the tests of this module (module-scoped fixtures), so
-the model loads once. The page must: segment real X-rays and let the user download masks at
-the original size that match Python inference of the same model; report bad files per file
-while the others finish; request nothing outside its own origin; not leak tensors.
+the model loads once. The page must: segment real X-rays (PNG, JPEG, TIFF, BMP, WebP) in a
+worker, the page staying responsive, and let the user download masks at the original size that
+match Python inference of the same model; report bad files per file, in Python's words (the
+messages of lungseg/rules.json), while the others finish; let the user cancel a batch; request
+nothing outside its own origin; not leak tensors; keep developer details out of the user's sight.
 """
+import base64
 import io
 import json
 import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -64,8 +72,10 @@ def python_seg():
 
 
 def _wait_all(page, count):
+    """Wait until the page lists ``count`` files and none is waiting or being segmented."""
     page.wait_for_function(
-        f"document.querySelectorAll('li.result[data-status=done], li.result[data-status=error]').length >= {count}",
+        f"document.querySelectorAll('li.result').length >= {count} && "
+        "!document.querySelector('li.result[data-status=pending], li.result[data-status=segmenting]')",
         timeout=TIMEOUT)
 
 
@@ -155,15 +165,154 @@ def test_16bit_png_and_odd_size_match_python(app, python_seg, tmp_path):
         assert eb.iou(mask, expected) >= 0.99, path.name
 
 
-def test_huge_image_is_refused(app, tmp_path):
-    huge = tmp_path / "huge.png"
-    Image.new("L", (5200, 5000)).save(huge)   # 26 MP > the page's limit
+def _python_message(path):
+    """What lungseg.read_image says about a file (None if it reads it)."""
+    from lungseg import ImageError, read_image
+
+    try:
+        read_image(path)
+    except ImageError as err:
+        return str(err)
+    return None
+
+
+def _bad_files(folder):
+    """Bad files of every kind the page and Python both refuse, written to ``folder``."""
+    rng = np.random.default_rng(5)
+    noise = _png_bytes(rng.integers(0, 256, (128, 128), np.uint8))
+    files = {
+        "empty.png": b"",
+        "notes.png": b"this is not an image\n" * 10,
+        "blob.png": bytes(range(256)) * 4,
+        "huge.png": _png_bytes(Image.new("1", (6000, 6000))),   # 36 MP > 25 MP, a few kB
+        "tiny.png": _png_bytes(Image.new("L", (4, 4))),
+        "truncated.png": noise[: len(noise) // 2],
+        "cut-utf8.txt": b"a" * 511 + "\u00e9".encode(),          # not text for Python: the cut char
+        "control.png": b"abc\x00def" * 20,
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in files]
+
+
+def test_bad_files_get_pythons_messages(app, tmp_path):
+    """Each bad file's message on the page is lungseg.read_image's (rules.json), word for word;
+    for a corrupt file, up to the detail in parentheses."""
+    paths = _bad_files(tmp_path)
     before = app.locator("li.result").count()
-    app.set_input_files("#files", [str(huge)])
+    app.set_input_files("#files", [str(p) for p in paths])
+    _wait_all(app, before + len(paths))
+    items = app.locator("li.result").all()[before:]
+    for path, item in zip(paths, items):
+        expected = _python_message(path)
+        assert expected, path.name
+        assert item.get_attribute("data-status") == "error", path.name
+        got = item.locator(".error").inner_text()
+        if "corrupt" in expected:
+            assert got.split("(")[0] == expected.split("(")[0], (got, expected)
+        else:
+            assert got == expected
+    assert "36.0 MP" in items[3].locator(".error").inner_text()
+
+
+def test_failed_and_waiting_items_are_compact(app, tmp_path):
+    """A failed file is one line (name and reason): no image boxes, no download button."""
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    before = app.locator("li.result").count()
+    app.set_input_files("#files", [str(tmp_path / "broken.png")])
     _wait_all(app, before + 1)
     item = app.locator("li.result").nth(before)
     assert item.get_attribute("data-status") == "error"
-    assert "5200x5000" in item.locator(".error").inner_text()
+    assert not item.locator("canvas").first.is_visible()
+    assert not item.locator("canvas").nth(1).is_visible()
+    assert not item.locator("button.download").is_visible()
+    assert item.bounding_box()["height"] < 60
+    assert item.inner_text().strip() == _python_message(tmp_path / "broken.png")
+
+
+WATCH_JS = """() => {   // the main thread's pauses while a batch runs, from a 10 ms timer
+  const w = window.watch = { ticks: 0, maxGap: 0, stalled: 0, last: performance.now(), seen: new Set(), waitingHeight: 0 };
+  w.timer = setInterval(() => {
+    const now = performance.now(), gap = now - w.last;
+    w.maxGap = Math.max(w.maxGap, gap); w.last = now; w.ticks++;
+    if (gap > 100) w.stalled += gap;
+    const p = document.querySelector('#progress-text');
+    if (p && p.offsetParent) w.seen.add(p.textContent.replace(/:.*/, ''));
+    if (document.querySelector('li.result[data-status=segmenting] .info')?.textContent === 'segmenting…') w.seen.add('marked');
+    for (const li of document.querySelectorAll('li.result[data-status=pending]')) {
+      w.waitingHeight = Math.max(w.waitingHeight, li.getBoundingClientRect().height);
+    }
+  }, 10);
+}"""
+
+
+@requires_data
+def test_model_runs_in_a_worker_and_the_page_stays_responsive(app):
+    """While six X-rays are segmented, the main thread never stalls (the model runs in a
+    worker); the page shows "Segmenting k of 6" and marks the file being segmented."""
+    assert app.evaluate("window.lungsegApp.inWorker()") is True
+    app.wait_for_function("!window.lungsegApp.state.busy", timeout=TIMEOUT)
+    images = [str(p) for p in val_images(6, "Normal")]
+    before = app.locator("li.result").count()
+    app.evaluate(WATCH_JS)
+    started = time.monotonic()
+    app.set_input_files("#files", images)
+    _wait_all(app, before + len(images))
+    elapsed = time.monotonic() - started
+    watch = app.evaluate("() => { clearInterval(window.watch.timer); return {...window.watch, seen: [...window.watch.seen]}; }")
+    model_ms = app.evaluate(f"window.lungsegApp.state.results.slice({before}).map((r) => r.ms)")
+    # On the main thread, each inference (about 450 ms here) would stall the page for its length.
+    assert watch["maxGap"] < min(model_ms), (watch, model_ms)
+    assert watch["stalled"] < 0.25 * sum(model_ms), (watch, model_ms)
+    assert watch["ticks"] > elapsed * 1000 / 100, (watch, elapsed)
+    assert "marked" in watch["seen"] and "Segmenting 1 of 6" in watch["seen"], watch
+    assert 0 < watch["waitingHeight"] < 60, watch    # waiting files: one compact line each
+    assert any(s.startswith("Segmenting") and s.endswith(" of 6") and s != "Segmenting 1 of 6" for s in watch["seen"])
+    assert not app.is_visible("#progress")
+
+
+@requires_data
+def test_cancel_stops_the_batch(app):
+    app.wait_for_function("!window.lungsegApp.state.busy", timeout=TIMEOUT)
+    images = [str(p) for p in val_images(8, "COVID-19")]
+    before = app.locator("li.result").count()
+    app.set_input_files("#files", images)
+    app.wait_for_function(f"document.querySelectorAll('li.result[data-status=done]').length > "
+                          f"{app.locator('li.result[data-status=done]').count()}", timeout=TIMEOUT)
+    app.click("#cancel")
+    app.wait_for_function("!window.lungsegApp.state.busy", timeout=TIMEOUT)
+    statuses = [i.get_attribute("data-status") for i in app.locator("li.result").all()[before:]]
+    assert set(statuses) <= {"done", "cancelled"}, statuses
+    assert 1 <= statuses.count("done") < len(images) and statuses.count("cancelled") >= 1, statuses
+    assert statuses == sorted(statuses, key=lambda s: s != "done"), statuses   # done first, the rest cancelled
+    cancelled = app.locator("li.result[data-status=cancelled]").last
+    text = cancelled.inner_text()
+    assert Path(images[-1]).name in text and text.endswith("cancelled"), text
+    assert cancelled.bounding_box()["height"] < 60 and not cancelled.locator("canvas").first.is_visible()
+    assert "cancelled" in app.inner_text("#summary")
+    assert not app.is_visible("#cancel")
+
+
+def test_no_developer_details_in_sight(browser, site, app):
+    """The footer names the validation set in words (no path); with no GPU the backend note
+    says so plainly (no driver string); the raw backend notes go to the console."""
+    footer = app.inner_text("#model-info")
+    assert "/" not in footer and "shared" not in footer and "validated on" in footer
+    assert f"Dice {META['metrics']['dice']:.3f}" in footer
+    context = browser.new_context(service_workers="block")
+    page = context.new_page()
+    console = []
+    page.on("console", lambda m: console.append(m.text))
+    try:
+        page.goto(site + "?nosw")   # backend auto: no GPU here (WebGL is SwiftShader)
+        page.wait_for_function("document.body.dataset.ready", timeout=TIMEOUT)
+        note = page.inner_text("#backend-note")
+        assert note == "No GPU found: running on the CPU (WebAssembly), which is slower.", note
+        for detail in ("SwiftShader", "0x", "ANGLE", "skipped"):
+            assert detail not in page.inner_text("body")
+        assert any("skipped" in line for line in console), console
+    finally:
+        context.close()
 
 
 @requires_data
@@ -325,3 +474,169 @@ def test_png_decoding_equals_python(harness):
     for name, data in bad.items():
         out = harness.evaluate(DECODE_JS, {"b64": base64.b64encode(data).decode(), "name": name})
         assert "error" in out, name
+
+
+# --- formats: TIFF, BMP, WebP next to PNG and JPEG ------------------------------------------
+
+def _encoded(image, fmt, **kw):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kw)
+    return buffer.getvalue()
+
+
+def test_tiff_bmp_webp_decoding_equals_python(harness):
+    """TIFF (8- and 16-bit grey, RGB, deflate), BMP (grey, RGB) and lossless WebP decode to the
+    same RGB pixels as lungseg.read_image."""
+    from lungseg import read_image
+
+    rng = np.random.default_rng(11)
+    grey = rng.integers(0, 256, (29, 41), np.uint8)
+    rgb = rng.integers(0, 256, (29, 41, 3), np.uint8)
+    wide = (grey.astype(np.uint16) * 181 + 517).astype(np.uint16)
+    files = {
+        "grey8.tif": _encoded(Image.fromarray(grey), "TIFF"),
+        "grey16.tif": _encoded(Image.fromarray(wide), "TIFF"),
+        "rgb.tif": _encoded(Image.fromarray(rgb), "TIFF"),
+        "deflate.tiff": _encoded(Image.fromarray(grey), "TIFF", compression="tiff_adobe_deflate"),
+        "lzw.tif": _encoded(Image.fromarray(rgb), "TIFF", compression="tiff_lzw"),
+        "grey.bmp": _encoded(Image.fromarray(grey), "BMP"),
+        "rgb.bmp": _encoded(Image.fromarray(rgb), "BMP"),
+        "rgb.webp": _encoded(Image.fromarray(rgb), "WEBP", lossless=True),
+        "grey.webp": _encoded(Image.fromarray(grey), "WEBP", lossless=True),
+    }
+    for name, data in files.items():
+        out = harness.evaluate(DECODE_JS, {"b64": base64.b64encode(data).decode(), "name": name})
+        assert "error" not in out, (name, out)
+        got = np.array(out["rgb"], np.uint8).reshape(out["height"], out["width"], 3)
+        assert np.array_equal(got, read_image(data)), name
+
+
+def test_format_errors_equal_python(harness, tmp_path):
+    """Truncated TIFF/BMP/WebP/JPEG files and a file over max_file_bytes: Python's messages."""
+    rng = np.random.default_rng(2)
+    image = Image.fromarray(rng.integers(0, 256, (64, 64), np.uint8))
+    files = {name: data[: len(data) // 2] for name, data in {
+        "cut.tif": _encoded(image, "TIFF"), "cut.bmp": _encoded(image, "BMP"),
+        "cut.webp": _encoded(image, "WEBP", lossless=True), "cut.jpg": _encoded(image, "JPEG")}.items()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        expected = _python_message(tmp_path / name)
+        out = harness.evaluate(DECODE_JS, {"b64": base64.b64encode(data).decode(), "name": name})
+        assert out.get("error", "").split("(")[0] == expected.split("(")[0], (name, out, expected)
+    rules = json.loads((ROOT / "lungseg" / "rules.json").read_text())
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:   # sparse: no disk used
+        f.truncate(rules["max_file_bytes"] + 3 * 2**19)
+    got = harness.evaluate("""async (size) => {
+      const { decodeImage } = await import('/js/decode.js');
+      try { await decodeImage(new File([new Uint8Array(size)], 'big.png')); } catch (err) { return err.message; }
+    }""", big.stat().st_size)
+    assert got == _python_message(big)
+
+
+def test_number_formatting_equals_python(harness):
+    """The figures in messages are formatted as Python formats them (ties round to even)."""
+    cases = [(x, d) for x in (26.25, 26.35, 36.0, 100.5, 101.5, 0.05, 2.5, 3.5, 25.000001, 1e-7) for d in (0, 1)]
+    got = harness.evaluate("""async (cases) => {
+      const { toFixedEven, formatG } = await import('/js/rules.js');
+      return cases.map(([x, d]) => [toFixedEven(x, d), formatG(x)]);
+    }""", cases)
+    assert got == [[f"{x:.{d}f}", f"{x:g}"] for x, d in cases]
+
+
+@requires_data
+def test_tiff_bmp_webp_masks_match_python(app, python_seg, tmp_path):
+    """A real X-ray as 16-bit TIFF, BMP and lossless WebP: the page's masks are Python's."""
+    grey = np.asarray(Image.open(val_images(1, "COVID-19")[0]).convert("L"))
+    paths = [tmp_path / "scan16.tif", tmp_path / "scan.bmp", tmp_path / "scan.webp"]
+    Image.fromarray((grey.astype(np.uint16) * 200 + 300).astype(np.uint16)).save(paths[0])
+    Image.fromarray(grey).save(paths[1])
+    Image.fromarray(grey).convert("RGB").save(paths[2], lossless=True)
+    before = app.locator("li.result").count()
+    app.set_input_files("#files", [str(p) for p in paths])
+    _wait_all(app, before + len(paths))
+    for index, path in enumerate(paths):
+        item = app.locator("li.result").nth(before + index)
+        assert item.get_attribute("data-status") == "done", item.inner_text()
+        with app.expect_download() as info:
+            item.locator("button.download").click()
+        info.value.save_as(tmp_path / f"m{index}.png")
+        mask = np.asarray(Image.open(tmp_path / f"m{index}.png")) > 0
+        assert eb.iou(mask, python_seg.predict(path)) >= 0.999, path.name
+
+
+# --- rules and the static server ----------------------------------------------------------
+
+def test_rules_are_vendored_and_not_duplicated():
+    """vendor/rules.json is lungseg/rules.json (precached by the service worker); the page's code
+    holds no limit or message of its own."""
+    _require_vendor()
+    rules = (ROOT / "lungseg" / "rules.json").read_text()
+    assert (WEB / "vendor" / "rules.json").read_text() == rules, "run: cd web && node scripts/vendor.mjs"
+    assert "rules.json" in json.loads((WEB / "vendor" / "files.json").read_text())["files"]
+    code = "\n".join(p.read_text() for p in (WEB / "js").glob("*.js")) + (WEB / "index.html").read_text()
+    assert "MAX_PIXELS" not in code and "25_000_000" not in code and "25000000" not in code
+    for text in json.loads(rules)["messages"].values():
+        words = text.split(": ", 1)[-1].split("{")[0].strip()
+        assert len(words) < 12 or words not in code, words
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_serve_py_is_quiet_and_lists_no_folders(verbose):
+    _require_vendor()   # else its first line is a warning about vendor/
+    port = _free_port()
+    command = [sys.executable, str(WEB / "serve.py"), "--port", str(port)] + (["--verbose"] if verbose else [])
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in first and "threaded wasm on machines with 4+ cores" in first
+        codes = {}
+        for path in ("", "index.html", "vendor/", "node_modules/", "node_modules/fflate/package.json", "js/"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}") as response:
+                    codes[path] = response.status
+                    if path == "":
+                        assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+            except urllib.error.HTTPError as err:
+                codes[path] = err.code
+        assert codes == {"": 200, "index.html": 200, "vendor/": 404, "node_modules/": 404,
+                         "node_modules/fflate/package.json": 404, "js/": 404}
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=10)
+    assert out.strip() == ""          # nothing after the start-up line
+    assert ("GET /vendor/" in err) == verbose, err
+
+
+COMPONENT_JS = """async ({image, mime}) => {   // what the Streamlit app sends, and the component's answer
+  const answers = [];
+  window.addEventListener('message', (e) => { if (e.data?.type === 'streamlit:setComponentValue') answers.push(e.data.value); });
+  window.postMessage({ type: 'streamlit:render', args: { image, mime, threshold: 0.5, token: 't1', backend: 'wasm' } }, '*');
+  while (!answers.length) await new Promise((r) => setTimeout(r, 50));
+  return answers[0];
+}"""
+
+
+@requires_data
+def test_streamlit_component_segments_once(browser, site, python_seg):
+    """web/component.html (the app's server-vs-browser comparison) answers with Python's mask,
+    one inference time and the load time."""
+    path = val_images(1, "Non-COVID")[0]
+    context = browser.new_context(service_workers="block")
+    page = context.new_page()
+    try:
+        page.goto(site + "component.html")
+        value = page.evaluate(COMPONENT_JS, {"image": base64.b64encode(path.read_bytes()).decode(), "mime": "image/png"})
+    finally:
+        context.close()
+    assert "error" not in value, value
+    runs = np.repeat(np.arange(len(value["rle"])) % 2, value["rle"]).astype(np.uint8)
+    mask = runs.reshape(value["height"], value["width"])
+    assert eb.iou(mask, python_seg.predict(path)) >= 0.999
+    assert value["ms"] > 0 and value["load_ms"] > 0 and value["backend"] == "wasm"

@@ -1,11 +1,12 @@
-// Service worker: keeps the page, the vendored libraries (TensorFlow.js, fast-png, iobuffer,
-// fflate) and the model for offline use. Network first (so a re-exported model or a new page
+// Service worker: keeps the page, the vendored libraries (TensorFlow.js, fast-png, tiff,
+// iobuffer, fflate), the rules (vendor/rules.json) and the model for offline use. Network first (so a re-exported model or a new page
 // version is picked up at once), the cache when offline. Everything is precached at install,
 // read from vendor/files.json (every vendored file, e.g. fast-png/png_decoder.js) and
 // model/metadata.json, so the page works offline after one visit.
 const CACHE = "lungseg-v1";
-const SHELL = ["./", "index.html", "css/style.css", "js/app.js", "js/segmenter.js", "js/decode.js",
-  "js/postprocess.js", "js/encode.js", "model/metadata.json", "model/model.json", "vendor/files.json"];
+const SHELL = ["./", "index.html", "css/style.css", "js/app.js", "js/segmenter.js", "js/engine.js", "js/worker.js",
+  "js/decode.js", "js/rules.js", "js/words.js", "js/postprocess.js", "js/encode.js", "model/metadata.json",
+  "model/model.json", "vendor/files.json"];
 
 async function listFiles() {
   const files = [...SHELL];

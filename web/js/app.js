@@ -1,32 +1,47 @@
-// The LungSeg page: open X-rays, segment them in the browser, show and download the masks.
+// The LungSeg page: open X-rays, segment them in the browser (the model runs in a worker), show
+// and download the masks. Formats, limits, messages and the overlay come from vendor/rules.json.
 import { loadSegmenter } from "./segmenter.js";
-import { decodeImage } from "./decode.js";
+import { acceptAttribute, formatG, loadRules } from "./rules.js";
+import { pageFormats } from "./decode.js";
 import { encodeMaskPng, makeZip } from "./encode.js";
+import { describeValidation, formatList } from "./words.js";
 
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
-const state = { segmenter: null, results: [], queue: [], busy: false, nextId: 1, threshold: 0.5, opacity: 0.5 };
-// For tests and benchmarks: the app's state and a promise that settles when the model is ready.
-window.lungsegApp = { state, ready: null, numTensors: () => globalThis.tf?.memory().numTensors ?? 0 };
+const state = {
+  rules: null, segmenter: null, results: [], queue: [], busy: false, nextId: 1, threshold: 0.5, opacity: 0.4,
+  batch: { total: 0, done: 0 },
+};
+// For tests and benchmarks: the app's state, a promise that settles when the model is ready,
+// where the model runs and how many tensors it holds.
+window.lungsegApp = {
+  state, ready: null,
+  inWorker: () => Boolean(state.segmenter?.inWorker),
+  numTensors: () => state.segmenter ? state.segmenter.numTensors() : 0,
+};
 
 function formatMs(ms) { return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`; }
 function stem(name) { return name.replace(/\.[^.]+$/, "") || "image"; }
 
-function metricsText(metrics) {
-  const parts = [];
-  const walk = (prefix, value) => {
-    if (typeof value === "number") parts.push(`${prefix} ${Number.isInteger(value) ? value : value.toFixed(3)}`);
-    else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(prefix ? `${prefix} ${k}` : k, v);
-  };
-  walk("", metrics || {});
-  const data = typeof metrics?.data === "string" ? ` (${metrics.data})` : "";
-  return parts.length ? parts.slice(0, 8).join(", ") + data : "";
+function applyRules(rules) {
+  state.rules = rules;
+  const formats = pageFormats(rules);
+  $("#files").accept = acceptAttribute(formats);
+  const names = formatList(formats.map((f) => f.name), "or");
+  $("#drop-formats").textContent = `Drop ${names} X-rays here`;
+  $("#drop-help").textContent = `Several at once are fine; up to ${formatG(rules.max_pixels / 1e6)} megapixels and ` +
+    `${formatG(rules.max_file_bytes / 2 ** 20)} MB each, at least ${rules.min_side} pixels a side. ` +
+    "16-bit images are stretched to 8 bits like the Python tool.";
+  state.opacity = rules.overlay.opacity;
+  $("#opacity").value = String(Math.round(rules.overlay.opacity * 100));
+  $("#opacity-value").textContent = `${$("#opacity").value}%`;
 }
 
 async function init() {
   const backend = params.get("backend") || "auto";
   const modelUrl = params.get("model") || "model/";
   try {
+    applyRules(await loadRules());
     const seg = await loadSegmenter({ modelUrl, backend });
     state.segmenter = seg;
     const m = seg.meta;
@@ -35,14 +50,16 @@ async function init() {
     $("#threshold-value").textContent = Number(m.threshold).toFixed(2);
     $("#status").textContent = `${m.name} ${m.version} ready. Backend: ${seg.backendLabel}. ` +
       `Model: ${m.dtype}, ${(m.bytes / 1e6).toFixed(1)} MB, loaded and warmed up in ${formatMs(seg.loadMs)}.`;
-    if (seg.notes.length) {
+    if (seg.notes.length) console.info("LungSeg backend choice:", seg.notes.join("; "));
+    if (seg.userNote) {
       $("#backend-note").hidden = false;
-      $("#backend-note").textContent = `Backend: ${seg.notes.join("; ")}.`;
+      $("#backend-note").textContent = seg.userNote;
     }
-    const metrics = metricsText(m.metrics);
-    $("#model-info").textContent = `Model ${m.name} ${m.version} (${m.architecture}, input ${m.input_size} px, ` +
-      `threshold ${m.threshold}, keeps ${m.postprocess?.keep_largest || "all"} largest regions` +
-      `${m.postprocess?.fill_holes ? ", holes filled" : ""})${metrics ? `; validation: ${metrics}` : ""}.`;
+    const validation = describeValidation(m.metrics);
+    $("#model-info").textContent = `Model ${m.name} ${m.version} (input ${m.input_size} px, threshold ${m.threshold}` +
+      `${m.postprocess?.keep_largest ? `, keeps the ${m.postprocess.keep_largest} largest regions` : ""}` +
+      `${m.postprocess?.fill_holes ? ", holes filled" : ""})${validation ? `, ${validation}` : ""}.`;
+    for (const r of state.results) if (r.status === "pending") r.el.querySelector(".info").textContent = "waiting";
     document.body.dataset.ready = "true";
     pump();
   } catch (err) {
@@ -55,12 +72,15 @@ async function init() {
 
 function addFiles(fileList) {
   const files = Array.from(fileList || []);
+  if (!files.length) return;
+  if (!state.busy && !state.queue.length) state.batch = { total: 0, done: 0 };
   for (const file of files) {
     const result = { id: state.nextId++, name: file.name || `pasted-${state.nextId}.png`, file, status: "pending" };
     result.el = renderItem(result);
     state.results.push(result);
     state.queue.push(result);
   }
+  state.batch.total += files.length;
   updateSummary();
   pump();
 }
@@ -70,8 +90,7 @@ function renderItem(result) {
   el.dataset.id = result.id;
   el.dataset.status = "pending";
   el.querySelector(".name").textContent = result.name;
-  el.querySelector(".info").textContent = state.segmenter ? "Waiting…" : "Waiting for the model…";
-  el.querySelector(".pair").hidden = true;
+  el.querySelector(".info").textContent = state.segmenter ? "waiting" : "waiting for the model";
   const button = el.querySelector(".download");
   button.setAttribute("aria-label", `Download the mask of ${result.name} as PNG`);
   button.addEventListener("click", () => downloadOne(result));
@@ -85,40 +104,56 @@ async function pump() {
   try {
     while (state.queue.length) {
       const result = state.queue.shift();
+      updateProgress(result);
       await processOne(result);
+      state.batch.done += 1;
       updateSummary();
     }
   } finally {
     state.busy = false;
+    updateProgress(null);
   }
+}
+
+function setStatus(result, status) {
+  result.status = status;
+  result.el.dataset.status = status;
 }
 
 async function processOne(result) {
   const el = result.el;
-  el.querySelector(".info").textContent = "Segmenting…";
+  setStatus(result, "segmenting");
+  el.querySelector(".info").textContent = "segmenting…";
   try {
-    const decoded = await decodeImage(result.file);
-    Object.assign(result, { width: decoded.width, height: decoded.height, imageData: decoded.imageData, note: decoded.note });
-    const out = await state.segmenter.segment(decoded.imageData);
-    result.probability = out.probability;
-    result.ms = out.ms;
-    result.mask = state.segmenter.mask(out.probability, out.width, out.height, state.threshold);
-    result.status = "done";
-    result.file = null;
+    const out = await state.segmenter.segmentFile(result.file, state.threshold);
+    Object.assign(result, { width: out.width, height: out.height, imageData: out.imageData, note: out.note,
+      probability: out.probability, ms: out.ms, mask: out.mask, file: null });
     drawResult(result);
     el.querySelector(".pair").hidden = false;
-    el.querySelector(".download").disabled = false;
-    el.dataset.status = "done";
+    el.querySelector(".actions").hidden = false;
+    setStatus(result, "done");
   } catch (err) {
-    result.status = "error";
     result.file = null;
-    el.classList.add("failed");
-    el.dataset.status = "error";
-    el.querySelector(".info").textContent = "";
-    const box = el.querySelector(".error");
-    box.hidden = false;
-    box.textContent = `${result.name}: ${err.name === "ImageDecodeError" ? "" : "could not segment: "}${err.message || err}`;
-    console.warn(result.name, err);
+    setStatus(result, "error");
+    const decodeError = err.name === "ImageDecodeError";
+    showFailure(result, decodeError ? err.message : `${result.name}: could not segment: ${err.message || err}`);
+    if (!decodeError) console.warn(result.name, err);
+  }
+}
+
+/** One compact line: the message of rules.json, which starts with the file name (shown in bold). */
+function showFailure(result, text) {
+  const { el, name } = result;
+  el.querySelector(".info").textContent = "";
+  el.querySelector(".name").hidden = true;
+  const box = el.querySelector(".error");
+  box.hidden = false;
+  if (text.startsWith(`${name}: `)) {
+    const strong = document.createElement("strong");
+    strong.textContent = name;
+    box.replaceChildren(strong, text.slice(name.length));
+  } else {
+    box.textContent = text;
   }
 }
 
@@ -141,9 +176,9 @@ function drawResult(result) {
   layer.width = width; layer.height = height;
   const ctx = layer.getContext("2d");
   const paint = ctx.createImageData(width, height);
-  const d = paint.data, mask = result.mask;
+  const d = paint.data, mask = result.mask, [red, green, blue] = state.rules.overlay.color;
   for (let i = 0; i < mask.length; i++) {
-    if (mask[i]) { d[4 * i] = 255; d[4 * i + 1] = 64; d[4 * i + 2] = 160; d[4 * i + 3] = 255; }
+    if (mask[i]) { d[4 * i] = red; d[4 * i + 1] = green; d[4 * i + 2] = blue; d[4 * i + 3] = 255; }
   }
   ctx.putImageData(paint, 0, 0);
   composite(result);
@@ -166,15 +201,39 @@ function composite(result) {
 }
 
 function done() { return state.results.filter((r) => r.status === "done"); }
+function count(status) { return state.results.filter((r) => r.status === status).length; }
+
+function updateProgress(current) {
+  const { total, done: finished } = state.batch;
+  $("#progress").hidden = !current;
+  $("#cancel").hidden = !current;
+  if (!current) return;
+  $("#progress-text").textContent = `Segmenting ${finished + 1} of ${total}: ${current.name}`;
+  $("#progress-bar").max = total;
+  $("#progress-bar").value = finished;
+}
 
 function updateSummary() {
-  const ok = done().length, failed = state.results.filter((r) => r.status === "error").length;
-  const waiting = state.results.length - ok - failed;
+  const ok = done().length, failed = count("error"), cancelled = count("cancelled");
+  const waiting = state.results.length - ok - failed - cancelled;
   $("#summary").textContent = state.results.length
-    ? `${ok} segmented${failed ? `, ${failed} failed` : ""}${waiting ? `, ${waiting} waiting` : ""}.`
+    ? `${ok} segmented${failed ? `, ${failed} failed` : ""}${cancelled ? `, ${cancelled} cancelled` : ""}` +
+      `${waiting ? `, ${waiting} waiting` : ""}.`
     : "No X-rays yet.";
   $("#download-all").disabled = ok === 0;
   $("#clear").disabled = state.results.length === 0 || waiting > 0;
+}
+
+/** Stop the batch: files not started are cancelled; the one being segmented finishes. */
+function cancel() {
+  for (const result of state.queue.splice(0)) {
+    result.file = null;
+    setStatus(result, "cancelled");
+    result.el.querySelector(".info").textContent = "cancelled";
+  }
+  state.batch.total = state.batch.done + (state.busy ? 1 : 0);
+  updateSummary();
+  updateProgress(state.results.find((r) => r.status === "segmenting") || null);
 }
 
 function save(blob, name) {
@@ -234,8 +293,9 @@ function wire() {
     onThreshold();
   });
   $("#download-all").addEventListener("click", downloadAll);
+  $("#cancel").addEventListener("click", cancel);
   $("#clear").addEventListener("click", () => {
-    state.results = state.results.filter((r) => r.status === "pending");
+    state.results = state.results.filter((r) => r.status === "pending" || r.status === "segmenting");
     $("#results").replaceChildren(...state.results.map((r) => r.el));
     updateSummary();
   });

@@ -1,30 +1,21 @@
-// Decode an X-ray file into RGBA ImageData the way lungseg/imageio.py does in Python:
-// PNG is decoded by fast-png (exact samples, no colour management; 16-bit grey stretched from
-// its own min..max to 0..255, 16-bit colour reduced to the high byte as Pillow does, palette
-// expanded, alpha dropped); JPEG and other formats go through the browser's decoder with EXIF
-// orientation applied. Every failure is an ImageDecodeError with a message for the user.
+// Decode an X-ray file into RGBA ImageData the way lungseg/imageio.py does in Python, with the
+// checks, limits and messages of vendor/rules.json (lungseg/rules.json) in Python's order:
+// empty, file too large, format (else text file / unknown format), too many pixels or too small
+// (from the header, before decoding), corrupt. PNG (fast-png) and TIFF (tiff) are decoded
+// exactly: no colour management, 16-bit grey stretched from its own min..max to 0..255, 16-bit
+// colour reduced to the high byte, palettes expanded, alpha dropped. JPEG, BMP and WebP go
+// through the browser's decoder, EXIF orientation applied. Works in a page and in a worker.
 import { convertIndexedToRgb, decode as decodePngFile } from "../vendor/fast-png/index.js";
+import { decode as decodeTiffFile } from "../vendor/tiff/index.js";
+import { loadRules, message, toFixedEven } from "./rules.js";
 
-/** Largest image the page accepts (pixels); bigger ones are refused before decoding. */
-export const MAX_PIXELS = 25_000_000;
-
+/** A file the page cannot use; `message` is the user message of rules.json, `code` its key. */
 export class ImageDecodeError extends Error {
-  constructor(message) { super(message); this.name = "ImageDecodeError"; }
+  constructor(message, code) { super(message); this.name = "ImageDecodeError"; this.code = code; }
 }
 
-const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
-
-function isPng(b) { return b.length >= 8 && PNG_SIGNATURE.every((v, i) => b[i] === v); }
-function isJpeg(b) { return b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff; }
-
-function checkSize(width, height) {
-  if (!width || !height) throw new ImageDecodeError("the image has no pixels (0 width or height).");
-  if (width * height > MAX_PIXELS) {
-    throw new ImageDecodeError(`the image is ${width}x${height} pixels, more than the ` +
-      `${MAX_PIXELS.toLocaleString("en")} this page accepts; downscale it or use the Python tool.`);
-  }
-  if (Math.min(width, height) < 8) throw new ImageDecodeError(`the image is only ${width}x${height} pixels.`);
-}
+const view = (b) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+const ascii = (b, start, end) => String.fromCharCode(...b.subarray(start, end));
 
 /** NumPy's np.round: halves to even. */
 function roundHalfEven(x) {
@@ -32,61 +23,94 @@ function roundHalfEven(x) {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** fast-png's decode, its errors turned into messages (reading past the end: truncated). */
-function readPng(bytes) {
-  // Size from IHDR (always the first chunk) before the full decode.
-  if (bytes.length < 33) throw new ImageDecodeError("the PNG file is truncated.");
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (String.fromCharCode(...bytes.subarray(12, 16)) !== "IHDR") {
-    throw new ImageDecodeError("the PNG file is corrupt (no IHDR header).");
-  }
-  checkSize(view.getUint32(16), view.getUint32(20));
-  try {
-    return decodePngFile(bytes, { checkCrc: true });
-  } catch (err) {
-    const cause = err.cause || err;   // fast-png wraps inflate errors
-    if (cause instanceof RangeError || /EOF/.test(cause.message)) throw new ImageDecodeError("the PNG file is truncated.");
-    throw new ImageDecodeError(`the PNG file is corrupt (${cause.message}).`);
-  }
+/** lungseg.imageio._to_uint8 on every `stride`-th sample: stretched min..max (NaN ignored) to 0..255. */
+function stretch(data, n, stride) {
+  let low = Infinity, high = -Infinity;
+  for (let i = 0; i < n; i++) { const v = data[i * stride]; if (v < low) low = v; if (v > high) high = v; }
+  const out = new Uint8Array(n);
+  if (!(high > low)) return out;
+  const scale = 255 / (high - low);
+  for (let i = 0; i < n; i++) out[i] = roundHalfEven((data[i * stride] - low) * scale);
+  return out;
 }
 
-/** PNG bytes -> {imageData, width, height, note}, pixel for pixel as lungseg.read_image. */
+/** grey (Uint8Array of n) or interleaved colour samples -> RGBA ImageData, alpha 255. */
+function toImageData(width, height, grey, colour = null, channels = 3, shift = 0) {
+  const n = width * height, rgba = new Uint8ClampedArray(n * 4).fill(255);
+  for (let i = 0; i < n; i++) {
+    if (grey) rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = grey[i];
+    else for (let c = 0; c < 3; c++) rgba[4 * i + c] = colour[i * channels + c] >> shift;
+  }
+  return new ImageData(rgba, width, height);
+}
+
+// --- PNG ---------------------------------------------------------------------------------
+
+function pngSize(b) {
+  if (b.length < 24 || ascii(b, 12, 16) !== "IHDR") return null;
+  return { width: view(b).getUint32(16), height: view(b).getUint32(20) };
+}
+
 function decodePng(bytes) {
-  const png = readPng(bytes);
-  const { width, height, depth } = png;
+  let png;
+  try {
+    png = decodePngFile(bytes, { checkCrc: true });
+  } catch (err) {
+    const cause = err.cause || err;   // fast-png wraps inflate errors
+    throw new Error(cause instanceof RangeError || /EOF/.test(cause.message) ? "the file ends early" : cause.message);
+  }
+  const { width, height, depth } = png, n = width * height;
   let { data, channels } = png;
-  const rgba = new Uint8ClampedArray(width * height * 4).fill(255);   // alpha dropped
-  const n = width * height;
   if (png.palette && channels === 1) {   // indexed: expanded to RGB(A), 8-bit
-    try { data = convertIndexedToRgb(png); } catch (err) {
-      throw new ImageDecodeError(`the PNG file is corrupt (${err.message}).`);
-    }
-    channels = png.palette[0].length;
-  } else if (depth === 16 && channels === 1) {   // 16-bit grey: stretched min..max
-    let low = 65535, high = 0;
-    for (const v of data) { if (v < low) low = v; if (v > high) high = v; }
-    const scale = high > low ? 255 / (high - low) : 0;
-    for (let i = 0; i < n; i++) rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = roundHalfEven((data[i] - low) * scale);
-    return { imageData: new ImageData(rgba, width, height), width, height, note: "16-bit grey, stretched min..max to 8 bits" };
-  } else if (depth < 8) {   // packed 1/2/4-bit grey, scaled to 0..255
-    const max = (1 << depth) - 1, stride = Math.ceil((width * depth) / 8);
-    const unpacked = new Uint8Array(n);
+    return { imageData: toImageData(width, height, null, convertIndexedToRgb(png), png.palette[0].length), note: "" };
+  }
+  if (depth === 16 && channels === 1) {
+    return { imageData: toImageData(width, height, stretch(data, n, 1)), note: "16-bit grey, stretched min..max to 8 bits" };
+  }
+  if (depth < 8) {   // packed 1/2/4-bit grey, scaled to 0..255
+    const max = (1 << depth) - 1, stride = Math.ceil((width * depth) / 8), grey = new Uint8Array(n);
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         const bit = x * depth, s = (data[y * stride + (bit >> 3)] >> (8 - depth - (bit & 7))) & max;
-        unpacked[y * width + x] = Math.round((s * 255) / max);
+        grey[y * width + x] = Math.round((s * 255) / max);
       }
     }
-    data = unpacked;
+    return { imageData: toImageData(width, height, grey), note: "" };
   }
   const shift = depth === 16 ? 8 : 0;   // 16-bit colour or grey+alpha: the high byte
-  for (let i = 0; i < n; i++) {
-    const p = i * channels;
-    if (channels <= 2) rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = data[p] >> shift;
-    else { rgba[4 * i] = data[p] >> shift; rgba[4 * i + 1] = data[p + 1] >> shift; rgba[4 * i + 2] = data[p + 2] >> shift; }
+  if (channels <= 2) {
+    const grey = new Uint8Array(n);
+    for (let i = 0; i < n; i++) grey[i] = data[i * channels] >> shift;
+    return { imageData: toImageData(width, height, grey), note: "" };
   }
-  return { imageData: new ImageData(rgba, width, height), width, height, note: "" };
+  return { imageData: toImageData(width, height, null, data, channels, shift), note: "" };
 }
+
+// --- TIFF (first page) ---------------------------------------------------------------------
+
+function tiffSize(b) {
+  const [ifd] = decodeTiffFile(b, { pages: [0], ignoreImageData: true });
+  return { width: ifd.width, height: ifd.height };
+}
+
+function decodeTiff(bytes) {
+  const [ifd] = decodeTiffFile(bytes, { pages: [0] });
+  const { width, height, data, samplesPerPixel: channels, bitsPerSample: depth } = ifd, n = width * height;
+  if (ifd.type === 3) {   // palette: a 16-bit colour map, reduced to 8 bits as Pillow does
+    const map = ifd.get("ColorMap"), size = 1 << depth, rgb = new Uint16Array(n * 3);
+    for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) rgb[3 * i + c] = map[c * size + data[i]];
+    return { imageData: toImageData(width, height, null, rgb, 3, 8), note: "" };
+  }
+  if (channels >= 3) return { imageData: toImageData(width, height, null, data, channels, depth === 16 ? 8 : 0), note: "" };
+  if (depth === 8 || depth === 1) {
+    const grey = new Uint8Array(n), scale = depth === 1 ? 255 : 1;
+    for (let i = 0; i < n; i++) grey[i] = data[i * channels] * scale;
+    return { imageData: toImageData(width, height, grey), note: "" };
+  }
+  return { imageData: toImageData(width, height, stretch(data, n, channels)), note: `${depth}-bit grey, stretched min..max to 8 bits` };
+}
+
+// --- JPEG, BMP, WebP: the browser's decoder -------------------------------------------------
 
 /** Width and height from a JPEG's SOF marker (null if not found). */
 function jpegSize(b) {
@@ -104,50 +128,115 @@ function jpegSize(b) {
   return null;
 }
 
-async function decodeWithBrowser(bytes, type) {
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(new Blob([bytes], { type }),
-      { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" });
-  } catch (err) {
-    throw new ImageDecodeError("the image is corrupt or not in a format this browser can read (use PNG or JPEG).");
+/** A JPEG must end with an end-of-image marker (trailing data of up to 64 KiB allowed). */
+function jpegComplete(b) {
+  const stop = Math.max(1, b.length - 65536);
+  for (let end = b.length - 1; end >= stop; end--) if (b[end - 1] === 0xff && b[end] === 0xd9) return true;
+  return false;
+}
+
+function bmpHeader(b) {
+  if (b.length < 30) return null;
+  const v = view(b), core = v.getUint32(14, true) === 12;
+  const width = core ? v.getUint16(18, true) : Math.abs(v.getInt32(18, true));
+  const height = core ? v.getUint16(20, true) : Math.abs(v.getInt32(22, true));
+  const bits = v.getUint16(core ? 24 : 28, true), compression = core || b.length < 34 ? 0 : v.getUint32(30, true);
+  return { width, height, bits, compression, offset: v.getUint32(10, true) };
+}
+
+/** An uncompressed BMP must hold all its rows (browsers draw a cut one without complaint). */
+function bmpComplete(b) {
+  const h = bmpHeader(b);
+  if (h.compression !== 0 && h.compression !== 3) return true;
+  return b.length >= h.offset + Math.ceil((h.width * h.bits) / 32) * 4 * h.height;
+}
+
+function webpSize(b) {
+  if (b.length < 30) return null;
+  const chunk = ascii(b, 12, 16), v = view(b);
+  if (chunk === "VP8 ") return { width: v.getUint16(26, true) & 0x3fff, height: v.getUint16(28, true) & 0x3fff };
+  if (chunk === "VP8L") {
+    const bits = v.getUint32(21, true);
+    return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
   }
-  try {
-    checkSize(bitmap.width, bitmap.height);
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const context = canvas.getContext("2d", { willReadFrequently: true });
-    context.drawImage(bitmap, 0, 0);
-    const imageData = context.getImageData(0, 0, bitmap.width, bitmap.height);
-    const d = imageData.data;
-    for (let i = 3; i < d.length; i += 4) d[i] = 255;   // alpha dropped, as in Python
-    return { imageData, width: bitmap.width, height: bitmap.height, note: "" };
-  } finally {
-    bitmap.close();
+  if (chunk === "VP8X") {
+    const u24 = (p) => b[p] | (b[p + 1] << 8) | (b[p + 2] << 16);
+    return { width: u24(24) + 1, height: u24(27) + 1 };
   }
+  return null;
+}
+
+/** A WebP must hold the bytes its RIFF header announces. */
+function webpComplete(b) { return b.length >= 8 + view(b).getUint32(4, true); }
+
+function browserDecoder(type) {
+  return async (bytes) => {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(new Blob([bytes], { type }),
+        { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" });
+    } catch (err) {
+      throw new Error("this browser could not decode it");
+    }
+    try {
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const context = canvas.getContext("2d", { willReadFrequently: true });
+      context.drawImage(bitmap, 0, 0);
+      const imageData = context.getImageData(0, 0, bitmap.width, bitmap.height);
+      const d = imageData.data;
+      for (let i = 3; i < d.length; i += 4) d[i] = 255;   // alpha dropped, as in Python
+      return { imageData, note: "" };
+    } finally {
+      bitmap.close();
+    }
+  };
+}
+
+// name: as in rules.json. matches: the file signature. size: {width, height} from the header.
+// complete: false if the file visibly ends early. decode: bytes -> {imageData, note}.
+const FORMATS = [
+  { name: "PNG", matches: (b) => [137, 80, 78, 71, 13, 10, 26, 10].every((v, i) => b[i] === v), size: pngSize, decode: decodePng },
+  { name: "JPEG", matches: (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff, size: jpegSize,
+    complete: jpegComplete, decode: browserDecoder("image/jpeg") },
+  { name: "TIFF", matches: (b) => ["II*\0", "MM\0*"].includes(ascii(b, 0, 4)), size: tiffSize, decode: decodeTiff },
+  { name: "BMP", matches: (b) => ascii(b, 0, 2) === "BM", size: bmpHeader, complete: bmpComplete, decode: browserDecoder("image/bmp") },
+  { name: "WebP", matches: (b) => ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 12) === "WEBP", size: webpSize,
+    complete: webpComplete, decode: browserDecoder("image/webp") },
+];
+
+/** The formats of rules.json this page can decode (the file chooser offers only these). */
+export function pageFormats(rules) { return rules.formats.filter((r) => FORMATS.some((f) => f.name === r.name)); }
+
+/** lungseg.imageio._looks_like_text: the head is UTF-8 of printable characters, tabs and newlines. */
+function looksLikeText(head) {
+  let text;
+  try { text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(head); } catch (err) { return false; }
+  return /^(?:[\t\r\n ]|[^\p{C}\p{Z}])*$/u.test(text);
 }
 
 /** File/Blob -> {imageData (RGBA, alpha 255), width, height, note}; throws ImageDecodeError. */
-export async function decodeImage(file) {
-  if (!file.size) throw new ImageDecodeError("the file is empty (0 bytes).");
+export async function decodeImage(file, name = file.name || "image") {
+  const rules = await loadRules();
+  const fail = (code, fields) => { throw new ImageDecodeError(message(rules, code, name, fields), code); };
+  if (!file.size) fail("empty");
+  if (file.size > rules.max_file_bytes) fail("file_too_large", { megabytes: toFixedEven(file.size / 2 ** 20, 0) });
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (isPng(bytes)) {
-    return decodePng(bytes);
+  const format = FORMATS.find((f) => pageFormats(rules).some((r) => r.name === f.name) && f.matches(bytes));
+  if (!format) fail(looksLikeText(bytes.subarray(0, 512)) ? "text_file" : "unknown_format");
+  let size = null;
+  try { size = format.size(bytes); } catch (err) { /* reported as a missing header */ }
+  if (!size) fail("corrupt", { detail: `no ${format.name} image header` });
+  const { width, height } = size;
+  if (width * height > rules.max_pixels) {
+    fail("too_many_pixels", { width, height, megapixels: toFixedEven((width * height) / 1e6, 1) });
   }
-  if (isJpeg(bytes)) {
-    const size = jpegSize(bytes);
-    if (!size) throw new ImageDecodeError("the JPEG file is corrupt or truncated (no frame header).");
-    checkSize(size.width, size.height);
-    let end = bytes.length - 1;   // an end-of-image marker near the end (trailing data allowed)
-    const stop = Math.max(1, bytes.length - 65536);
-    while (end >= stop && !(bytes[end - 1] === 0xff && bytes[end] === 0xd9)) end--;
-    if (end < stop) {
-      throw new ImageDecodeError("the JPEG file is truncated (no end-of-image marker).");
-    }
-    return decodeWithBrowser(bytes, "image/jpeg");
+  if (Math.min(width, height) < rules.min_side) fail("too_small", { width, height });
+  if (format.complete && !format.complete(bytes)) fail("corrupt", { detail: "the file ends early" });
+  let decoded;
+  try {
+    decoded = await format.decode(bytes);
+  } catch (err) {
+    fail("corrupt", { detail: err instanceof RangeError ? "the file ends early" : err.message || String(err) });
   }
-  const head = new TextDecoder().decode(bytes.subarray(0, 64));
-  const looksText = /^[\x09\x0a\x0d\x20-\x7e]*$/.test(head);
-  if ((file.type || "").startsWith("image/") && !looksText) return decodeWithBrowser(bytes, file.type);
-  throw new ImageDecodeError(looksText ? "this is a text file, not an image (use PNG or JPEG)."
-    : "not a PNG or JPEG image.");
+  return { ...decoded, width: decoded.imageData.width, height: decoded.imageData.height };
 }

@@ -1,5 +1,6 @@
 // Copy exactly the library files the page needs from node_modules into web/vendor/:
-// TensorFlow.js, fflate (zip, one ESM file) and fast-png (PNG, ESM files + iobuffer).
+// TensorFlow.js, fflate (zip, one ESM file), fast-png (PNG) and tiff (TIFF), ESM files + iobuffer,
+// and LungSeg's own rules (../lungseg/rules.json: formats, limits, overlay, messages).
 // Run from web/: `npm ci && node scripts/vendor.mjs`. The page never loads anything from a CDN.
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -20,7 +21,7 @@ const FILES = [
 ];
 // ESM packages copied as a tree (lib/*.js) into vendor/<name>/, bare imports made relative
 // (no bundler, no import map: js/decode.js imports vendor/fast-png/index.js from any page).
-const TREES = { "fast-png": "fast-png/index.js", iobuffer: "iobuffer/iobuffer.js" };
+const TREES = { "fast-png": "fast-png/index.js", tiff: "tiff/index.js", iobuffer: "iobuffer/iobuffer.js" };
 const BARE = { fflate: "fflate.js", ...TREES };
 
 function jsFiles(dir) {
@@ -31,8 +32,9 @@ function jsFiles(dir) {
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 const listing = {};
-for (const [from, to] of FILES) {
-  copyFileSync(join(nm, from), join(out, to));
+const copies = [...FILES.map(([from, to]) => [join(nm, from), to]), [join(web, "..", "lungseg", "rules.json"), "rules.json"]];
+for (const [from, to] of copies) {
+  copyFileSync(from, join(out, to));
   listing[to] = statSync(join(out, to)).size;
 }
 for (const pkg of Object.keys(TREES)) {
@@ -51,7 +53,7 @@ for (const pkg of Object.keys(TREES)) {
   }
 }
 const PACKAGES = ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu",
-  "fast-png", "fflate", "iobuffer"];
+  "fast-png", "fflate", "iobuffer", "tiff"];
 const versions = Object.fromEntries(PACKAGES.map(
   (p) => [p, JSON.parse(readFileSync(join(nm, p, "package.json"), "utf8")).version]));
 writeFileSync(join(out, "files.json"), JSON.stringify({ versions, files: listing }, null, 2) + "\n");

@@ -1,0 +1,162 @@
+// The TensorFlow.js side of LungSeg, for any global scope (a page or a worker): load the vendored
+// TF.js, pick a backend, load the exported graph model, run it. js/segmenter.js runs this in a
+// module worker (js/worker.js) by default, so the page stays responsive.
+//
+// Relative modelUrl values are resolved against web/ (this module's parent folder), as are the
+// vendored files (web/vendor/). Nothing about the model is written here: threshold, clean-up and
+// sizes come from the model's metadata.json.
+import { decodeImage } from "./decode.js";
+import { toMask } from "./postprocess.js";
+
+const WEB_ROOT = new URL("../", import.meta.url);
+const VENDOR = new URL("vendor/", WEB_ROOT);
+const BACKENDS = ["webgpu", "webgl", "wasm", "cpu"];
+const ON_GPU = new Set(["webgpu", "webgl"]);
+
+/** Run a vendored UMD script (it sets globalThis.tf). */
+async function loadVendor(name) {
+  try {
+    await import(new URL(name, VENDOR).href);
+  } catch (err) {
+    throw new Error(`could not load vendor/${name} (run: cd web && npm ci && node scripts/vendor.mjs): ${err.message || err}`);
+  }
+}
+
+/** Why a backend should be skipped in "auto" mode (null: try it). */
+async function autoSkipReason(name) {
+  if (name === "webgpu") {
+    if (!navigator.gpu) return "WebGPU is not available in this browser";
+    try {
+      const adapter = await navigator.gpu.requestAdapter();
+      if (!adapter) return "no WebGPU adapter";
+      if (adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return "WebGPU runs on a software adapter";
+    } catch (err) { return "WebGPU adapter request failed"; }
+    return null;
+  }
+  if (name === "webgl") {
+    try {
+      const canvas = typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(1, 1) : document.createElement("canvas");
+      const gl = canvas.getContext("webgl2") || canvas.getContext("webgl");
+      if (!gl) return "WebGL is not available";
+      const info = gl.getExtension("WEBGL_debug_renderer_info");
+      const renderer = String(info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
+      gl.getExtension("WEBGL_lose_context")?.loseContext();
+      if (/swiftshader|llvmpipe|software|basic render/i.test(renderer)) return `WebGL is software-rendered (${renderer})`;
+    } catch (err) { return "WebGL check failed"; }
+    return null;
+  }
+  return null;
+}
+
+async function prepareBackend(tf, name) {
+  if (name === "wasm") {
+    if (!tf.wasm) await loadVendor("tf-backend-wasm.min.js");
+    tf.wasm.setWasmPaths(VENDOR.href);
+    // Threaded wasm is used when the page is cross-origin isolated (COOP/COEP headers); TF.js
+    // then runs min(4, cores / 2) threads. Below 4 cores that is 1 thread, and the threaded
+    // build on 1 thread is slower than the plain one (bench/bench_web.py), so use that.
+    if ((navigator.hardwareConcurrency || 1) < 4) tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+  } else if (name === "webgpu" && !tf.findBackendFactory("webgpu")) {
+    await loadVendor("tf-backend-webgpu.min.js");
+  }
+  if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to initialise`);
+  await tf.ready();
+}
+
+function describeBackend(tf, name) {
+  if (name !== "wasm") return name;
+  const threads = tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
+  return threads > 1 ? `wasm, ${threads} threads` : "wasm";
+}
+
+const NAMES = { webgpu: "WebGPU", webgl: "WebGL", wasm: "WebAssembly", cpu: "plain JavaScript" };
+
+/** What a user should know about the backend, in plain words (null: nothing worth saying). */
+function userNote(requested, used, threads) {
+  const where = ON_GPU.has(used) ? NAMES[used] : `the CPU (${NAMES[used]}${threads > 1 ? `, ${threads} threads` : ""})`;
+  if (requested !== "auto" && requested !== used) return `${NAMES[requested] || requested} is not available here: running on ${where}.`;
+  if (requested === "auto" && !ON_GPU.has(used)) return `No GPU found: running on ${where}, which is slower.`;
+  return null;
+}
+
+/**
+ * Load the model and pick a backend (see js/segmenter.js for the options). Resolves to
+ * {info, segment, segmentFile, mask, numTensors, dispose}; info holds backend, backendLabel,
+ * notes (raw, for developers), userNote, meta, modelUrl and loadMs.
+ */
+export async function createEngine({ modelUrl = "model/", backend = "auto" } = {}) {
+  const started = performance.now();
+  const base = new URL(modelUrl.endsWith("/") ? modelUrl : modelUrl + "/", WEB_ROOT);
+  const response = await fetch(new URL("metadata.json", base));
+  if (!response.ok) throw new Error(`model metadata not found at ${new URL("metadata.json", base)} (HTTP ${response.status})`);
+  const meta = await response.json();
+  if (!globalThis.tf) await loadVendor("tf.min.js");
+  const tf = globalThis.tf;
+  const order = backend === "auto" ? BACKENDS : [backend, ...BACKENDS.filter((b) => b !== backend)];
+  const notes = [];
+  let model = null, used = null, runAsync = false;
+  for (const name of order) {
+    const reason = backend === "auto" ? await autoSkipReason(name) : null;
+    if (reason) { notes.push(`${name} skipped: ${reason}`); continue; }
+    try {
+      await prepareBackend(tf, name);
+      model = model || await tf.loadGraphModel(new URL("model.json", base).href);
+      const size = meta.input_size || 256;   // warm-up: compiles kernels, allocates memory
+      const zeros = tf.zeros([1, size, size, 3]);
+      try {
+        tf.tidy(() => model.execute(zeros)).dispose();
+      } catch (err) {   // a backend that cannot read the dynamic output size synchronously
+        (await model.executeAsync(zeros)).dispose();
+        runAsync = true;
+      } finally {
+        zeros.dispose();
+      }
+      used = name;
+      break;
+    } catch (err) {
+      notes.push(`${name} failed: ${err.message || err}`);
+      if (model) { model.dispose(); model = null; }
+    }
+  }
+  if (!used) throw new Error(`no TensorFlow.js backend could run the model (${notes.join("; ")})`);
+  if (used !== order[0]) notes.push(`using ${used} instead of ${order[0]}`);
+  const threads = used === "wasm" && tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
+  const info = {
+    backend: used, backendLabel: describeBackend(tf, used), notes, userNote: userNote(backend, used, threads),
+    meta, modelUrl: base.href, loadMs: performance.now() - started,
+  };
+  const postprocess = meta.postprocess || {};
+
+  /** ImageData (or {data, width, height}) -> {probability: Float32Array(H*W), width, height, ms}. */
+  async function segment(image) {
+    const t0 = performance.now();
+    const pixels = tf.tidy(() => tf.browser.fromPixels(image, 3).toFloat().expandDims(0));
+    let output;
+    try {
+      output = runAsync ? await model.executeAsync(pixels) : tf.tidy(() => model.execute(pixels));
+    } finally {
+      pixels.dispose();
+    }
+    const [, height, width] = output.shape;
+    let probability;
+    try { probability = await output.data(); } finally { output.dispose(); }
+    return { probability, width, height, ms: performance.now() - t0 };
+  }
+
+  /** Probability -> Uint8Array 0/1 mask: threshold, then the model's clean-up from metadata. */
+  function mask(probability, width, height, threshold = meta.threshold) {
+    return toMask(probability, width, height, threshold, postprocess);
+  }
+
+  return {
+    info, segment, mask,
+    /** A file -> {imageData, width, height, note, probability, mask, ms}; ImageDecodeError for a bad file. */
+    async segmentFile(file, threshold = meta.threshold) {
+      const decoded = await decodeImage(file);
+      const out = await segment(decoded.imageData);
+      return { ...decoded, probability: out.probability, ms: out.ms, mask: mask(out.probability, out.width, out.height, threshold) };
+    },
+    numTensors: () => tf.memory().numTensors,
+    dispose() { if (model) { model.dispose(); model = null; } },
+  };
+}
