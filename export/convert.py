@@ -131,6 +131,7 @@ def export_model(model_dir: str | Path | None = None, out: str | Path = DEFAULT_
                         "fill_holes": bool(card.get("postprocess", {}).get("fill_holes", False))},
         "metrics": card.get("metrics", {}),
         "training": card.get("training", {}),
+        "quality": card.get("quality"),           # the estimator web/js/quality.js applies
         "dtype": dtype,
         "bytes": sum(files.values()),
         "files": files,
