@@ -12,11 +12,10 @@ import streamlit as st
 
 from app import analysis, component, models, results
 from app.results import preview
+from app.xray import flagged, show_result
 from lungseg import rules
 from lungseg.bundle import DEFAULT_MODEL
-from lungseg.imageio import encode_png
-from lungseg.measure import PATIENT_SIDE_NOTE
-from lungseg.plots import difference_overlay, overlay
+from lungseg.plots import difference_overlay
 
 WEB_URL = os.environ.get("LUNGSEG_WEB_URL", "http://127.0.0.1:8502/")
 log = logging.getLogger("lungseg.app")
@@ -31,13 +30,28 @@ TABLE = {
     "image_right_fraction": st.column_config.NumberColumn(
         "Patient's left lung", format="percent",
         help="The lung on the image's right, as a fraction of the image."),
+    "lung_cm2": st.column_config.NumberColumn(
+        "Lung area (cm²)", format="%.1f", help="From the DICOM's pixel spacing; approximate."),
+    "image_left_cm2": st.column_config.NumberColumn(
+        "Right lung (cm²)", format="%.1f", help="The patient's right lung (on the image's left)."),
+    "image_right_cm2": st.column_config.NumberColumn(
+        "Left lung (cm²)", format="%.1f", help="The patient's left lung (on the image's right)."),
+    "quality": st.column_config.NumberColumn(
+        "Estimated Dice", format="%.2f",
+        help="The model's estimate of this mask's Dice, at the model card's threshold (shown when "
+             "the model has an estimator)."),
+    "warnings": st.column_config.TextColumn(
+        "Warnings", help="What to check (at the model card's threshold); each X-ray's section "
+                         "below says more."),
     "inference_ms": st.column_config.NumberColumn("Inference time", format="%.0f ms"),
     "dice": st.column_config.NumberColumn("Dice", format="%.4f"),
     "iou": st.column_config.NumberColumn("IoU", format="%.4f"),
     "error": st.column_config.TextColumn("Why it was not segmented"),
 }
-SEGMENTED = ["file", "size", "lung_fraction", "image_left_fraction", "image_right_fraction",
-             "inference_ms", "dice", "iou"]
+AREAS = ["lung_fraction", "image_left_fraction", "image_right_fraction"]
+CM2 = ["lung_cm2", "image_left_cm2", "image_right_cm2"]
+OPTIONAL = {"quality", "dice", "iou"}      # shown when some row has a value
+OPTIONAL = {"quality", "dice", "iou"}      # shown when some row has a value
 
 
 def safe(step, *args, name: str = "", **kwargs) -> dict:
@@ -45,7 +59,7 @@ def safe(step, *args, name: str = "", **kwargs) -> dict:
     try:
         return step(*args, **kwargs)
     except Exception:  # noqa: BLE001  (logged on the server; the user gets a short message)
-        log.exception("processing %s failed", name)
+        log.exception("processing an upload failed")      # no file name: it may name the patient
         return {"error": f"{name}: this file could not be processed (unexpected error; the "
                          f"server log has details)."}
 
@@ -101,43 +115,6 @@ def uploads() -> tuple[list, dict]:
             type=None, accept_multiple_files=True, key="truths")
     truth_files = {f.name: f for f in truths or []}
     return list(files or []), truth_files
-
-
-def show_result(entry: dict, opacity: float) -> None:
-    name, result, truth = entry["name"], entry["result"], entry["truth"]
-    st.subheader(name)
-    if "error" in result:
-        st.error(result["error"])
-        return
-    image = results.image_preview(entry["data"], name)
-    mask = result["preview"] >= 128
-    has_truth = truth is not None and "error" not in truth
-    cols = st.columns(4)
-    cols[0].image(image, caption=f"original, {result['width']}x{result['height']}",
-                  width="stretch")
-    cols[1].image(overlay(image, mask, opacity), caption="lung overlay", width="stretch")
-    cols[2].image(result["preview"], caption="mask", width="stretch")
-    if has_truth:
-        cols[3].image(difference_overlay(image, truth["preview"] >= 128, mask), width="stretch",
-                      caption=f"vs ground truth ({truth['file']}): red = lung missed, "
-                              f"yellow = extra lung")
-    cols = st.columns(6 if has_truth else 4)
-    cols[0].metric("Lung area", f"{result['lung_fraction']:.1%}")
-    cols[1].metric("Patient's right lung", f"{result['image_left_fraction']:.1%}",
-                   help="The lung on the image's left, as a fraction of the image.")
-    cols[2].metric("Patient's left lung", f"{result['image_right_fraction']:.1%}",
-                   help="The lung on the image's right, as a fraction of the image.")
-    cols[3].metric("Inference", f"{result['inference_ms']:.0f} ms")
-    if has_truth:
-        cols[4].metric("Dice", f"{truth['dice']:.4f}")
-        cols[5].metric("IoU", f"{truth['iou']:.4f}")
-    st.caption(PATIENT_SIDE_NOTE + " Areas are fractions of the whole image.")
-    if truth is not None and not has_truth:
-        st.error(truth["error"])
-    st.download_button("Download mask (PNG, original size)",
-                       lambda: encode_png(results.full_mask(result)),
-                       file_name=f"{entry['stem']}_mask.png", mime="image/png", on_click="ignore",
-                       key=f"mask::{entry['stem']}")
 
 
 def comparison(entries: list[dict], threshold: float) -> None:
@@ -201,21 +178,73 @@ def comparison(entries: list[dict], threshold: float) -> None:
                    help=f"Model load {(value.get('load_ms') or 0):.0f} ms.")
 
 
-def results_table(rows: list[dict], items: list[dict], opacity: float) -> None:
-    """Segmented files with their figures; then files not segmented, each with its reason."""
-    done = [{**r, "size": f"{r['width']} × {r['height']}"} for r in rows if r["status"] == "ok"]
+def table_columns(done: list[dict]) -> list[str]:
+    """The segmented table's columns: areas in cm² where DICOMs gave the spacing, fractions for
+    the others; estimated Dice, Dice and IoU when some row has them."""
+    with_cm2 = sum("lung_cm2" in r for r in done)
+    areas = (AREAS if with_cm2 < len(done) else []) + (CM2 if with_cm2 else [])
+    order = ["file", "warnings", "quality", "size", *areas, "inference_ms", "dice", "iou"]
+    return [c for c in order if c not in OPTIONAL or any(r.get(c) is not None for r in done)]
+
+
+def results_table(rows: list[dict], items: list[dict], opacity: float, folder: str) -> None:
+    """Segmented files with their figures, those with warnings first; then files not segmented,
+    each with its reason."""
+    done = sorted(({**r, "size": f"{r['width']} × {r['height']}",
+                    "warnings": ", ".join(c.replace("_", " ") for c in r["warnings"].split())}
+                   for r in rows if r["status"] == "ok"), key=lambda r: not r["warnings"])
     refused = [r for r in rows if r["status"] != "ok"]
     if done:
-        st.dataframe(done, hide_index=True, width="stretch", column_order=SEGMENTED,
-                     column_config=TABLE)
+        st.dataframe(done, hide_index=True, width="stretch", column_config=TABLE,
+                     column_order=table_columns(done))
     if refused:
         st.dataframe(refused, hide_index=True, width="stretch", column_order=["file", "error"],
                      column_config=TABLE)
     if items:
         st.download_button("Download all: masks, overlays and figures (zip)",
-                           lambda: results.bundle(items, rows, opacity),
+                           lambda: results.bundle(items, rows, opacity, folder),
                            file_name="lungseg-results.zip", mime="application/zip",
                            on_click="ignore", key="zip", type="primary")
+
+
+def segment_all(files: list, truth_files: dict, matches: dict, folder: str, threshold: float,
+                model_name: str) -> tuple[list[dict], list[dict]]:
+    """Each upload's result (and ground-truth scores), and its CSV row, in upload order."""
+    entries, rows = [], []
+    for upload, stem in zip(files, analysis.unique_stems([f.name for f in files])):
+        data = upload.getvalue()
+        result = safe(results.segment, data, upload.name, folder, threshold, name=upload.name)
+        truth = None
+        if "error" not in result and upload.name in matches:
+            truth_name = matches[upload.name]
+            truth = safe(results.truth, result, data, folder, threshold,
+                         truth_files[truth_name].getvalue(), truth_name, name=truth_name)
+            truth.setdefault("file", truth_name)
+        entries.append({"name": upload.name, "stem": stem, "data": data, "result": result,
+                        "truth": truth})
+        row = {"file": upload.name, "model": model_name, "threshold": threshold}
+        if "error" in result:
+            row.update(status="error", error=result["error"])
+        else:
+            row.update(status="ok", **analysis.csv_fields(result))
+            if truth and "error" not in truth:
+                row.update(dice=truth["dice"], iou=truth["iou"])
+        rows.append(row)
+    return entries, rows
+
+
+def summary(entries: list[dict], model_name: str, threshold: float, card_threshold: float) -> None:
+    segmented = [e["result"] for e in entries if "error" not in e["result"]]
+    warned = sum(map(flagged, segmented))
+    refused = len(entries) - len(segmented)
+    st.write(f"{len(segmented)} of {len(entries)} file(s) segmented with **{model_name}** at "
+             f"threshold {threshold:.2f}."
+             + (f" **{warned} with warnings**: listed first; check their masks by hand."
+                if warned else "")
+             + (f" {refused} not: the reasons are listed below." if refused else ""))
+    if threshold != card_threshold:
+        st.caption(f"Estimated quality and warnings are those of the model card's threshold "
+                   f"({card_threshold:.2f}); masks and areas are at {threshold:.2f}.")
 
 
 def main() -> None:
@@ -236,41 +265,18 @@ def main() -> None:
                  f"log has details).")
         return
 
-    names = [f.name for f in files]
-    matches = analysis.match_truths(names, list(truth_files))
-    model_name = models.card_summary(folder)["name"]
-    entries, rows = [], []
+    card = models.card_summary(folder)
+    matches = analysis.match_truths([f.name for f in files], list(truth_files))
     with st.spinner(f"Segmenting {len(files)} file(s)…"):
-        for upload, stem in zip(files, analysis.unique_stems(names)):
-            data = upload.getvalue()
-            result = safe(results.segment, data, upload.name, folder, threshold, name=upload.name)
-            truth = None
-            if "error" not in result and upload.name in matches:
-                truth_name = matches[upload.name]
-                truth = safe(results.truth, result, data, folder, threshold,
-                             truth_files[truth_name].getvalue(), truth_name, name=truth_name)
-                truth.setdefault("file", truth_name)
-            entries.append({"name": upload.name, "stem": stem, "data": data, "result": result,
-                            "truth": truth})
-            row = {"file": upload.name, "model": model_name, "threshold": threshold}
-            if "error" in result:
-                row.update(status="error", error=result["error"])
-            else:
-                row.update(status="ok", **{k: result[k] for k in analysis.CSV_FIELDS if k in result})
-                if truth and "error" not in truth:
-                    row.update(dice=truth["dice"], iou=truth["iou"])
-            rows.append(row)
-
-    ok = sum(1 for r in rows if r["status"] == "ok")
+        entries, rows = segment_all(files, truth_files, matches, folder, threshold, card["name"])
     st.header("Results")
-    st.write(f"{ok} of {len(rows)} file(s) segmented with **{model_name}** at threshold "
-             f"{threshold:.2f}." + (f" {len(rows) - ok} not: the reasons are listed below."
-                                    if ok < len(rows) else ""))
-    results_table(rows, [e for e in entries if "error" not in e["result"]], opacity)
+    summary(entries, card["name"], threshold, card["threshold"])
+    results_table(rows, [e for e in entries if "error" not in e["result"]], opacity, folder)
     for name in (n for n in truth_files if n not in matches.values()):
         st.warning(f"Ground-truth mask {name} matches no uploaded X-ray by file name.")
-    for entry in entries:
-        show_result(entry, opacity)
+    # Flagged X-rays first, then the others, then files not segmented (as in the tables).
+    for entry in sorted(entries, key=lambda e: ("error" in e["result"], not flagged(e["result"]))):
+        show_result(entry, opacity, folder)
     if compare:
         comparison(entries, threshold)
 

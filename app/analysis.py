@@ -19,7 +19,9 @@ from lungseg.imageio import encode_png
 from lungseg.plots import overlay
 
 CSV_FIELDS = ["file", "status", "width", "height", "lung_fraction", "image_left_fraction",
-              "image_right_fraction", "inference_ms", "model", "threshold", "dice", "iou", "error"]
+              "image_right_fraction", "lung_cm2", "image_left_cm2", "image_right_cm2",
+              "spacing_source", "quality", "warnings", "inference_ms", "model", "threshold", "dice",
+              "iou", "error"]
 OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, to keep their copies small
 
 
@@ -83,6 +85,12 @@ def unique_stems(names: list[str]) -> list[str]:
     return out
 
 
+def csv_fields(result: dict) -> dict:
+    """A segmented X-ray's CSV fields (app.results.segment): figures, quality, warning codes."""
+    return {**{k: result[k] for k in CSV_FIELDS if k in result},
+            "warnings": " ".join(w["code"] for w in result["warnings"])}
+
+
 def csv_text(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
@@ -92,15 +100,18 @@ def csv_text(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def build_zip(items: Iterable[tuple[str, np.ndarray, np.ndarray]], rows: list[dict],
+def build_zip(items: Iterable[tuple[str, np.ndarray, np.ndarray, bytes | None]], rows: list[dict],
               opacity: float) -> bytes:
-    """masks/<stem>.png (0/255, original size), overlays/<stem>.png and results.csv, from
-    (stem, image, mask) items (an iterator, so one full-size X-ray is held at a time)."""
+    """masks/<stem>.png (0/255, original size), overlays/<stem>.png, for DICOM inputs
+    segmentations/<stem>.seg.dcm, and results.csv, from (stem, image, mask, DICOM-SEG bytes or
+    None) items (an iterator, so one full-size X-ray is held at a time)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for stem, image, mask in items:
+        for stem, image, mask, seg in items:
             bundle.writestr(f"masks/{stem}.png", encode_png(mask))
             bundle.writestr(f"overlays/{stem}.png", encode_png(full_overlay(image, mask, opacity)))
+            if seg is not None:
+                bundle.writestr(f"segmentations/{stem}.seg.dcm", seg)
         bundle.writestr("results.csv", csv_text(rows))
     return buffer.getvalue()
 

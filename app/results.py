@@ -2,7 +2,9 @@
 
 Per X-ray and model the store keeps a display copy (at most PREVIEW_SIDE pixels), the model's
 output as uint8 threshold levels (exact masks for every threshold the slider offers, a quarter of
-a float32 probability map) and, per threshold, the mask bit-packed with its figures. Full-size
+a float32 probability map) with what ``Segmenter.analyze`` says at the card's threshold (estimated
+quality, warnings, DICOM pixel spacing) and, per threshold, the mask bit-packed with its figures.
+A DICOM's header (patient data) is not kept: downloads that need it re-read the upload. Full-size
 images, probabilities and masks exist only while one X-ray is processed, and one X-ray is
 processed at a time in the whole process (``WORK``), so the server needs at most: the app with
 its models + the store's budget (env LUNGSEG_CACHE_MB, default 256) + one X-ray's work.
@@ -22,13 +24,17 @@ from PIL import Image
 from app import analysis
 from app.store import ByteLRU
 from lungseg import ImageError, Segmenter, read_image
-from lungseg.measure import lung_areas
+from lungseg.dicom import write_seg
+from lungseg.imageio import encode_png, read_input
+from lungseg.measure import lung_areas, side_labels
 from lungseg.postprocess import clean_mask
 
 PREVIEW_SIDE = 1024            # pixels; on-screen images are at most this, downloads are full size
 CACHE_ENV = "LUNGSEG_CACHE_MB"
 DEFAULT_CACHE_MB = 256
 WORK = threading.RLock()       # one X-ray's full-size work at a time, across all sessions
+#: What analyze() found at the card's threshold, passed on to every threshold's result.
+FACTS = ("quality", "warnings", "inverted", "dicom", "spacing", "spacing_source")
 
 
 @st.cache_resource(show_spinner=False)
@@ -88,13 +94,18 @@ def image_preview(data: bytes, name: str) -> np.ndarray:
 
 
 def _levels(data: bytes, name: str, seg: Segmenter, grid: tuple[float, ...]) -> dict:
+    """Segmenter.analyze at the card's threshold, kept small: the levels of its probability map
+    (the inverse's for a negative, so every threshold segments the same input) and its FACTS."""
     with WORK:
-        image = decode(data, name)
-        store().put(("preview", digest(data)), preview(image))
         start = time.perf_counter()
-        proba = seg.predict_proba(image)
+        result = seg.analyze(data, name=name)
         model_ms = (time.perf_counter() - start) * 1000.0
-        return {"levels": to_levels(proba, grid), "model_ms": model_ms}
+        store().put(("preview", digest(data)), preview(result.image))
+        dicom = result.dicom
+        return {"levels": to_levels(result.probability, grid), "model_ms": model_ms,
+                "quality": result.quality, "warnings": result.warnings, "inverted": result.inverted,
+                "dicom": dicom is not None, "spacing": dicom.spacing if dicom else None,
+                "spacing_source": dicom.spacing_source if dicom else ""}
 
 
 def _mask(data: bytes, name: str, folder: str, threshold: float) -> dict:
@@ -109,14 +120,15 @@ def _mask(data: bytes, name: str, folder: str, threshold: float) -> dict:
         mask = clean_mask((out["levels"] > index).astype(np.uint8), seg.keep_regions, seg.fill_holes)
         post_ms = (time.perf_counter() - start) * 1000.0
         height, width = mask.shape
-        return {"width": width, "height": height, **lung_areas(mask),
+        return {"width": width, "height": height, **lung_areas(mask, out["spacing"]),
                 "inference_ms": out["model_ms"] + post_ms, "bits": np.packbits(mask),
-                "preview": preview(mask * 255)}
+                "preview": preview(mask * 255), **{k: out[k] for k in FACTS}}
 
 
 def segment(data: bytes, name: str, folder: str, threshold: float) -> dict:
-    """One upload at one threshold: width, height, area fractions, inference_ms, the packed mask
-    (``bits``, see full_mask) and its display copy (``preview``, 0/255); or {"error": message}."""
+    """One upload at one threshold: width, height, areas (fractions, and cm² when a DICOM gave the
+    spacing), inference_ms, the packed mask (``bits``, see full_mask), its display copy
+    (``preview``, 0/255) and FACTS (of the card's threshold); or {"error": message}."""
     key = digest(data)
     error = store().get(("error", key, name))
     if error is not None:
@@ -148,10 +160,30 @@ def truth(result: dict, data: bytes, folder: str, threshold: float, truth_data: 
         return {"file": truth_name, "error": str(err)}
 
 
-def bundle(entries: list[dict], rows: list[dict], opacity: float) -> bytes:
-    """The all-results zip, built one X-ray at a time (entries: stem, data, name, result)."""
+def labels_png(result: dict) -> bytes:
+    """The mask labelled by side (1 = the patient's right lung, 2 = left) as a PNG."""
+    with WORK:
+        return encode_png(side_labels(full_mask(result)), scale=False)
+
+
+def _seg(xray, mask: np.ndarray, folder: str) -> bytes:
+    seg = load_segmenter(folder)
+    return write_seg(xray, mask, seg.name, str(seg.card.get("version", "")))
+
+
+def dicom_seg(data: bytes, name: str, result: dict, folder: str) -> bytes:
+    """A DICOM upload's mask as a DICOM Segmentation (its header re-read from the upload)."""
+    with WORK:
+        return _seg(read_input(data, name)[1], full_mask(result), folder)
+
+
+def bundle(entries: list[dict], rows: list[dict], opacity: float, folder: str) -> bytes:
+    """The all-results zip, built one X-ray at a time (entries: stem, data, name, result), with a
+    DICOM Segmentation by the model in ``folder`` for each DICOM input."""
     def items():
         for entry in entries:
             with WORK:
-                yield entry["stem"], decode(entry["data"], entry["name"]), full_mask(entry["result"])
+                image, xray = read_input(entry["data"], entry["name"])
+                mask = full_mask(entry["result"])
+                yield entry["stem"], image, mask, _seg(xray, mask, folder) if xray else None
     return analysis.build_zip(items(), rows, opacity)

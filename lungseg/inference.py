@@ -3,6 +3,7 @@
     from lungseg import Segmenter
     seg = Segmenter.load()            # the committed default model
     mask = seg.predict("xray.png")    # (H, W) uint8, 1 = lung, at the image's own size
+    result = seg.analyze("xray.dcm")  # mask + estimated quality + warnings (+ DICOM facts)
 """
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ class Segmenter:
         """The card's quality estimator (coefficients and warning threshold), if it has one."""
         return self.card.get("quality")
 
-    def _assess(self, image: np.ndarray, proba: np.ndarray, threshold: float | None) -> Analysis:
+    def _assess(self, proba: np.ndarray, threshold: float | None) -> Analysis:
+        """Mask, estimated quality and mask warnings of one probability map."""
         t = self.threshold if threshold is None else threshold
         raw = (proba >= t).astype(np.uint8)
         mask = clean_mask(raw, self.keep_regions, self.fill_holes)
@@ -128,11 +130,11 @@ class Segmenter:
         results = []
         for (array, dicom), proba in zip(inputs, self.predict_proba_batch(arrays, batch_size)):
             found = (dicom.warnings if dicom else []) + checks.image_warnings(checks.image_stats(array))
-            result = self._assess(array, proba, threshold)
+            result = self._assess(proba, threshold)
             doubtful = not checks.plausible(result.features) or any(
                 w["code"] == "low_quality" for w in result.warnings)
             if not found and doubtful:
-                inverse = self._assess(255 - array, self.predict_proba(255 - array), threshold)
+                inverse = self._assess(self.predict_proba(255 - array), threshold)
                 if checks.plausible(inverse.features) and (inverse.quality or 0) >= (result.quality or 0):
                     result = inverse
                     result.inverted = True

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, mask_of, requires_data, val_images
+from dicoms import dataset, encode
 
 sys.path.insert(0, str(ROOT))
 
@@ -33,7 +34,7 @@ from app.store import ByteLRU  # noqa: E402
 from lungseg import ImageError, Segmenter, read_image, read_mask, rules  # noqa: E402
 from lungseg.bundle import DEFAULT_MODEL, SEED_MODEL  # noqa: E402
 from lungseg.imageio import encode_png  # noqa: E402
-from lungseg.measure import lung_areas  # noqa: E402
+from lungseg.measure import lung_areas, side_labels  # noqa: E402
 from lungseg.metrics import score  # noqa: E402
 
 APP = str(ROOT / "streamlit_app.py")
@@ -117,6 +118,29 @@ def unzip(data: bytes) -> tuple[dict[str, np.ndarray], list[dict], list[str]]:
                  for n in names if n.startswith("masks/")}
         rows = list(csv.DictReader(io.StringIO(bundle.read("results.csv").decode())))
     return masks, rows, names
+
+
+def real_grey() -> np.ndarray:
+    """A real X-ray's grey levels (the first Normal one of Val)."""
+    return np.asarray(Image.open(val_images(1, "Normal")[0]).convert("L"))
+
+
+def chest_dicom(**attributes) -> bytes:
+    """A 12-bit DX DICOM of a real X-ray (tests/dicoms.py), with ``attributes`` set."""
+    return encode(dataset(real_grey().astype(np.uint16) * 16, **attributes))
+
+
+def with_estimator(folder) -> str:
+    """A deployed copy of the default model whose card has a (constant) quality estimator."""
+    from lungseg.quality import FEATURES
+    folder.mkdir(parents=True)
+    (folder / "model.keras").symlink_to(DEFAULT_MODEL / "model.keras")
+    card = json.loads((DEFAULT_MODEL / "card.json").read_text())
+    zeros = [0.0] * len(FEATURES)
+    card["quality"] = {"features": list(FEATURES), "mean": zeros, "scale": [1.0] * len(FEATURES),
+                       "intercept": 3.0, "coef": zeros, "warn_below": 0.9}   # Dice 0.95 for all
+    (folder / "card.json").write_text(json.dumps(card))
+    return str(folder)
 
 
 def huge_png(width=30_000, height=30_000) -> bytes:
@@ -314,8 +338,11 @@ def test_ground_truth_dice(seg, downloads):
     expected = [score(read_mask(mask_of(p)), seg.predict(p)) for p in images]
     dice = [m.value for m in at.metric if m.label == "Dice"]
     iou = [m.value for m in at.metric if m.label == "IoU"]
-    assert dice == [f"{e['dice']:.4f}" for e in expected]
-    assert iou == [f"{e['iou']:.4f}" for e in expected]
+    assert sorted(dice) == sorted(f"{e['dice']:.4f}" for e in expected)   # flagged ones come first
+    assert sorted(iou) == sorted(f"{e['iou']:.4f}" for e in expected)
+    by_file = {r["file"]: r for r in table(at)}
+    for path, e in zip(images, expected):
+        assert by_file[path.name]["dice"] == pytest.approx(e["dice"])
     _, rows, _ = unzip(downloads["lungseg-results.zip"])
     assert [float(r["dice"]) for r in rows[:2]] == pytest.approx([e["dice"] for e in expected],
                                                                  abs=1e-6)
@@ -355,6 +382,108 @@ def test_odd_formats(seg, downloads):
 
 
 @requires_data
+def test_quality_of_a_real_xray(seg, downloads, tmp_path, monkeypatch):
+    """No warning; the estimated Dice as lungseg gives it ("—" when the model has no estimator),
+    in the metric, the table and the CSV (with a warnings column)."""
+    path = val_images(1, "Normal")[0]
+    deployed = with_estimator(tmp_path / "models" / "estimated")
+    monkeypatch.setenv("LUNGSEG_MODELS_DIR", str(tmp_path / "models"))
+    at = new_app()
+    for label, model in (("default (committed)", seg), ("estimated (deployed)", Segmenter.load(deployed))):
+        at.sidebar.selectbox[0].set_value(label).run()
+        upload(at, [png_file(path)])
+        expected = model.analyze(path.read_bytes(), name=path.name)
+        assert expected.warnings == [] and not at.warning
+        shown = "—" if expected.quality is None else f"{expected.quality:.2f}"
+        [metric] = [m for m in at.metric if m.label == "Estimated Dice"]
+        assert metric.value == shown
+        assert expected.quality is not None or "No estimate for this model" in metric.help
+        [row] = table(at)
+        assert row["warnings"] == "" and (row["quality"] == pytest.approx(expected.quality)
+                                          if expected.quality is not None else row["quality"] is None)
+        _, [csv_row], _ = unzip(downloads["lungseg-results.zip"])
+        assert csv_row["warnings"] == "" and csv_row["quality"] == (
+            "" if expected.quality is None else f"{expected.quality:.6f}")
+        assert not any("with warnings" in m.value for m in at.markdown)
+    assert shown == "0.95"                       # the deployed card's estimator was used
+
+
+@requires_data
+def test_washed_out_and_negative_xrays_are_flagged_first(segmenter, downloads):
+    """Their warnings are lungseg's, word for word, shown once each; they lead the table and
+    the sections; the negative's masks follow its inverse at every threshold."""
+    grey = real_grey()
+    normal = ("normal.png", encode_png(grey), "image/png")
+    washed = ("washed.png", encode_png((204 + grey.astype(np.int32) * 51 // 255).astype(np.uint8)),
+              "image/png")
+    negative = ("negative.png", encode_png(255 - grey), "image/png")
+    at = upload(new_app(), [normal, washed, negative])
+    expected = {name: segmenter.analyze(data, name=name) for name, data, _ in (normal, washed, negative)}
+    assert [w["code"] for w in expected["washed.png"].warnings] == ["washed_out"]
+    assert expected["negative.png"].inverted and expected["normal.png"].warnings == []
+    messages = [w["message"] for n in ("washed.png", "negative.png") for w in expected[n].warnings]
+    assert [w.value for w in at.warning] == messages
+    assert [s.value for s in at.subheader] == ["washed.png", "negative.png", "normal.png"]
+    rows = table(at)
+    assert [r["file"] for r in rows] == ["washed.png", "negative.png", "normal.png"]
+    assert [r["warnings"] for r in rows] == ["washed out", "inverted", ""]
+    assert any("2 with warnings" in m.value for m in at.markdown)
+    _, csv_rows, _ = unzip(downloads["lungseg-results.zip"])
+    assert [(r["file"], r["warnings"]) for r in csv_rows] == [
+        ("normal.png", ""), ("washed.png", "washed_out"), ("negative.png", "inverted")]
+    assert downloads["negative_mask.png"] == encode_png(expected["negative.png"].mask)
+
+    at.sidebar.select_slider[0].set_value(0.7).run()
+    assert not at.exception
+    assert downloads["negative_mask.png"] == encode_png(
+        segmenter.to_mask(expected["negative.png"].probability, 0.7))
+    assert [w.value for w in at.warning] == messages            # still those of the card's threshold
+    assert any("model card's threshold (0.50)" in c.value for c in at.caption)
+
+
+@requires_data
+def test_dicom_areas_in_cm2_and_dicom_seg(segmenter, downloads):
+    """Areas in cm² as lungseg gives them, and a DICOM-SEG, a labelled mask and the zip's copy
+    that hold the app's mask."""
+    import highdicom as hd
+
+    data = chest_dicom(PixelSpacing=[0.7, 0.7])
+    at = upload(new_app(), [("chest.dcm", data, "application/dicom")])
+    expected = segmenter.analyze(data, name="chest.dcm")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Lung area"] == f"{expected.areas['lung_cm2']:.1f} cm²"
+    assert metrics["Patient's right lung"] == f"{expected.areas['image_left_cm2']:.1f} cm²"
+    [row] = table(at)
+    assert row["lung_cm2"] == pytest.approx(expected.areas["lung_cm2"])
+    assert row["image_right_cm2"] == pytest.approx(expected.areas["image_right_cm2"])
+    assert any("Pixel Spacing (0.7 x 0.7 mm per pixel)" in c.value and "approximate" in c.value
+               for c in at.caption)
+
+    mask = np.asarray(Image.open(io.BytesIO(downloads["chest_mask.png"]))) // 255
+    assert np.array_equal(mask, expected.mask)
+    labels = np.asarray(Image.open(io.BytesIO(downloads["chest_labels.png"])))
+    assert np.array_equal(labels, side_labels(mask))
+    masks, [csv_row], names = unzip(downloads["lungseg-results.zip"])
+    assert float(csv_row["lung_cm2"]) == pytest.approx(expected.areas["lung_cm2"], abs=1e-6)
+    assert csv_row["spacing_source"] == "Pixel Spacing"
+    with zipfile.ZipFile(io.BytesIO(downloads["lungseg-results.zip"])) as bundle:
+        zipped = bundle.read("segmentations/chest.seg.dcm")
+    for seg_bytes in (downloads["chest.seg.dcm"], zipped):
+        seg = hd.seg.segread(io.BytesIO(seg_bytes))
+        uid = expected.dicom.dataset.SOPInstanceUID
+        pixels = seg.get_pixels_by_source_instance([uid], combine_segments=True)[0]
+        assert np.array_equal(pixels, mask) and seg.PatientID == expected.dicom.dataset.PatientID
+
+
+@requires_data
+def test_dicom_without_spacing_gives_fractions():
+    at = upload(new_app(), [("plain.dcm", chest_dicom(), "application/dicom")])
+    assert next(m.value for m in at.metric if m.label == "Lung area").endswith("%")
+    assert any("the DICOM gives no pixel spacing" in c.value for c in at.caption)
+    assert "lung_cm2" not in at.dataframe[0].proto.column_order
+
+
+@requires_data
 def test_rerun_and_controls_do_not_rerun_the_model(monkeypatch):
     from lungseg.inference import Segmenter as Seg
 
@@ -381,15 +510,16 @@ def test_results_recomputed_after_eviction_are_equal(seg, small_store, monkeypat
     first, second = val_images(2, "COVID-19")
     expected = seg.predict(first)
     calls = []
-    original = Segmenter.predict_proba
-    monkeypatch.setattr(Segmenter, "predict_proba",
-                        lambda self, image: calls.append(1) or original(self, image))
+    original = Segmenter.predict_proba_batch
+    monkeypatch.setattr(Segmenter, "predict_proba_batch",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     small_store.budget = 400_000          # one 256x256 X-ray: about 340 kB
     folder = str(DEFAULT_MODEL)
     runs = [results.segment(p.read_bytes(), p.name, folder, 0.5) for p in (first, second, first)]
     assert len(calls) == 3 and small_store.nbytes <= small_store.budget
     assert np.array_equal(runs[0]["bits"], runs[2]["bits"]) and runs[0] is not runs[2]
-    for key in ("width", "height", "lung_fraction", "image_left_fraction", "image_right_fraction"):
+    for key in ("width", "height", "lung_fraction", "image_left_fraction", "image_right_fraction",
+                "quality", "warnings"):
         assert runs[0][key] == runs[2][key]
     assert np.array_equal(results.full_mask(runs[2]), expected)
     assert np.array_equal(results.image_preview(first.read_bytes(), first.name),
@@ -461,6 +591,22 @@ def test_broken_deployed_model_is_reported(tmp_path, monkeypatch):
         "details)."]
 
 
+@requires_data
+def test_failures_are_logged_without_patient_data(small_store, monkeypatch, caplog):
+    """An unexpected failure is logged (with its traceback) but names no file: a DICOM's file
+    name, like its header, may name the patient."""
+    def fail(self, image, threshold=None, name=None):
+        raise RuntimeError("model failed")
+    monkeypatch.setattr(Segmenter, "analyze", fail)
+    name = "Test^Lung T001.dcm"
+    with caplog.at_level("ERROR", logger="lungseg.app"):
+        at = upload(new_app(), [(name, chest_dicom(), "application/dicom")])
+    assert [e.value for e in at.error] == [
+        f"{name}: this file could not be processed (unexpected error; the server log has details)."]
+    assert "model failed" in caplog.text
+    assert "Test^Lung" not in caplog.text and "T001" not in caplog.text
+
+
 _WRITES: list | None = None
 
 
@@ -482,7 +628,8 @@ def test_uploads_are_never_written_to_disk():
     path = val_images(3, "Normal")[2]
     _WRITES = []
     try:
-        upload(at, [png_file(path), ("bad.png", b"junk", "image/png")],
+        upload(at, [png_file(path), ("bad.png", b"junk", "image/png"),
+                    ("chest.dcm", chest_dicom(PixelSpacing=[0.7, 0.7]), "application/dicom")],
                [(path.name, mask_of(path).read_bytes(), "image/png")])
         at.sidebar.toggle[0].set_value(True).run()
     finally:

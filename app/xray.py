@@ -1,0 +1,106 @@
+"""One X-ray's section of the app's results page: its warnings, images, figures and downloads."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app import results
+from lungseg.imageio import encode_png
+from lungseg.measure import PATIENT_SIDE_NOTE
+from lungseg.plots import difference_overlay, overlay
+
+#: The area metrics: label, field prefix, help.
+SIDES = [("Lung area", "lung", "Both lungs"),
+         ("Patient's right lung", "image_left", "The lung on the image's left"),
+         ("Patient's left lung", "image_right", "The lung on the image's right")]
+MAGNIFIES = ("A projection X-ray magnifies the patient (by about 5-15% at the detector), so these "
+             "cm² are approximate.")
+
+
+def flagged(result: dict) -> bool:
+    """Whether an upload was segmented with warnings (a low estimated quality is one)."""
+    return bool(result.get("warnings"))
+
+
+def area_metrics(cols, result: dict) -> None:
+    """Lung areas: in cm² when the DICOM gave the pixel spacing, else as fractions of the image."""
+    for col, (label, side, about) in zip(cols, SIDES):
+        fraction = result[f"{side}_fraction"]
+        if f"{side}_cm2" in result:
+            col.metric(label, f"{result[f'{side}_cm2']:.1f} cm²", help=f"{about}: {fraction:.1%} "
+                                                                       f"of the image.")
+        else:
+            col.metric(label, f"{fraction:.1%}", help=f"{about}, as a fraction of the image.")
+
+
+def areas_note(result: dict) -> str:
+    if result["spacing"]:
+        row, col = result["spacing"]
+        return (f" Areas in cm² from the DICOM's {result['spacing_source']} ({row:g} x {col:g} mm "
+                f"per pixel). {MAGNIFIES}")
+    return " Areas are fractions of the whole image" + (
+        " (the DICOM gives no pixel spacing)." if result["dicom"] else ".")
+
+
+def quality_metric(col, quality: float | None) -> None:
+    if quality is None:
+        col.metric("Estimated Dice", "—", help="No estimate for this model (its card has no "
+                                               "quality estimator).")
+    else:
+        col.metric("Estimated Dice", f"{quality:.2f}", help="The model's estimate of how well this "
+                   "mask matches a careful manual outline, at the model card's threshold.")
+
+
+def downloads(entry: dict, folder: str) -> None:
+    """On-click downloads of one X-ray: mask PNG, labelled PNG and, for a DICOM, a DICOM-SEG."""
+    stem, result = entry["stem"], entry["result"]
+    cols = st.columns(3)
+    cols[0].download_button("Download mask (PNG, original size)",
+                            lambda: encode_png(results.full_mask(result)),
+                            file_name=f"{stem}_mask.png", mime="image/png", on_click="ignore",
+                            key=f"mask::{stem}")
+    cols[1].download_button("Download labelled mask (PNG)",
+                            lambda: results.labels_png(result), file_name=f"{stem}_labels.png",
+                            mime="image/png", on_click="ignore", key=f"labels::{stem}",
+                            help="The patient's right lung is 1, the left lung 2, the rest 0 "
+                                 "(it looks black in an image viewer).")
+    if result["dicom"]:
+        cols[2].download_button(
+            "Download DICOM Segmentation (.seg.dcm)",
+            lambda: results.dicom_seg(entry["data"], entry["name"], result, folder),
+            file_name=f"{stem}.seg.dcm", mime="application/dicom", on_click="ignore",
+            key=f"seg::{stem}", help="References the X-ray and copies its patient and study "
+                                     "attributes, so a PACS files it with the X-ray.")
+
+
+def show_result(entry: dict, opacity: float, folder: str) -> None:
+    name, result, truth = entry["name"], entry["result"], entry["truth"]
+    st.subheader(name)
+    if "error" in result:
+        st.error(result["error"])
+        return
+    for message in dict.fromkeys(w["message"] for w in result["warnings"]):
+        st.warning(message, icon="⚠️")
+    image = results.image_preview(entry["data"], name)
+    mask = result["preview"] >= 128
+    has_truth = truth is not None and "error" not in truth
+    cols = st.columns(4)
+    cols[0].image(image, caption=f"original, {result['width']}x{result['height']}"
+                                 + (" (segmented inverted)" if result["inverted"] else ""),
+                  width="stretch")
+    cols[1].image(overlay(image, mask, opacity), caption="lung overlay", width="stretch")
+    cols[2].image(result["preview"], caption="mask", width="stretch")
+    if has_truth:
+        cols[3].image(difference_overlay(image, truth["preview"] >= 128, mask), width="stretch",
+                      caption=f"vs ground truth ({truth['file']}): red = lung missed, "
+                              f"yellow = extra lung")
+    cols = st.columns(7 if has_truth else 5)
+    area_metrics(cols[:3], result)
+    cols[3].metric("Inference", f"{result['inference_ms']:.0f} ms")
+    quality_metric(cols[4], result["quality"])
+    if has_truth:
+        cols[5].metric("Dice", f"{truth['dice']:.4f}")
+        cols[6].metric("IoU", f"{truth['iou']:.4f}")
+    st.caption(PATIENT_SIDE_NOTE + areas_note(result))
+    if truth is not None and not has_truth:
+        st.error(truth["error"])
+    downloads(entry, folder)
