@@ -5,6 +5,7 @@
     .venv/bin/python bench/bench_web.py --backends wasm,wasm-threaded,webgl,cpu --repeats 5
     .venv/bin/python bench/bench_web.py --dice 50       # + mean Dice on 50 Val X-rays, browser vs Keras
     .venv/bin/python bench/bench_web.py --main-thread   # + each backend on the page's own thread
+    .venv/bin/python bench/bench_web.py --backends wasm --quality 20   # + the cost of quality and warnings
 
 Prints the model download size, load time (fresh page: TF.js + model download, backend
 start-up, warm-up), first and median inference per backend at the model's input size and at
@@ -14,11 +15,16 @@ it); --main-thread adds rows with the model on the page's own thread ("/main"), 
 page ran it before the worker. "wasm" is served without COOP/COEP (single-threaded),
 "wasm-threaded" with them. WebGL and cpu
 are software-only in headless Chromium here (no GPU); on users' machines WebGL/WebGPU are faster.
-Targets: median wasm inference <= 500 ms, model download <= 5 MB, Dice within 0.002 of Keras.
+--quality N times, per Val X-ray (at its own size, then scaled to 2048x2048), the model, the
+mask alone (threshold + clean-up: the page without quality) and js/quality.js's analyze (mask,
+quality, warnings: the page with it), side by side in one page.
+Targets: median wasm inference <= 500 ms, model download <= 5 MB, Dice within 0.002 of Keras,
+quality and warnings <= 10% of the time per X-ray.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import statistics
@@ -34,7 +40,23 @@ import numpy as np  # noqa: E402
 
 from export import browser as eb  # noqa: E402
 
-TARGET_MS, TARGET_BYTES, TARGET_DICE = 500, 5_000_000, 0.002
+TARGET_MS, TARGET_BYTES, TARGET_DICE, TARGET_QUALITY = 500, 5_000_000, 0.002, 0.10
+QUALITY_JS = """async ({rgb, width, height}) => {   // model, mask alone, analyze: times in ms
+  const { analyze } = await import('/js/quality.js');
+  const rules = await (await import('/js/rules.js')).loadRules();
+  const bytes = Uint8Array.from(atob(rgb), (c) => c.charCodeAt(0));
+  const rgba = new Uint8ClampedArray(width * height * 4).fill(255);
+  for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) rgba[4 * i + c] = bytes[3 * i + c];
+  const image = new ImageData(rgba, width, height);
+  const out = await window.seg.segment(image);
+  let t = performance.now();
+  window.seg.mask(out.probability, width, height);
+  const maskMs = performance.now() - t;
+  t = performance.now();
+  const rerun = async (px) => (await window.seg.segment(new ImageData(px, width, height))).probability;
+  const a = await analyze(rules, window.seg.meta, rgba, width, height, out.probability, rerun);
+  return { modelMs: out.ms, maskMs, qualityMs: performance.now() - t, inverted: a.inverted };
+}"""
 
 
 def main(argv=None) -> int:
@@ -45,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per size after the first")
     parser.add_argument("--main-thread", action="store_true",
                         help="also run each backend on the page's own thread (no worker)")
+    parser.add_argument("--quality", type=int, default=0, metavar="N",
+                        help="time quality and warnings (js/quality.js) on N Val X-rays, with and without")
     parser.add_argument("--dice", type=int, default=0, metavar="N", help="mean Dice on N Val X-rays, browser vs Keras")
     parser.add_argument("--screenshot", metavar="PNG", help="also save a screenshot of the page with a real result "
                         "(e.g. docs/web.png)")
@@ -60,7 +84,7 @@ def main(argv=None) -> int:
     vendor = json.loads((ROOT / "web" / "vendor" / "files.json").read_text())
     print(f"model {meta['name']} {meta['version']} ({meta['dtype']}, input {meta['input_size']} px) from {model_dir}")
     print(f"model download: {meta['bytes'] / 1e6:.2f} MB ({'OK' if meta['bytes'] <= TARGET_BYTES else 'over'} "
-          f"target {TARGET_BYTES / 1e6:.0f} MB); TF.js files: {sum(vendor['files'].values()) / 1e6:.2f} MB "
+          f"target {TARGET_BYTES / 1e6:.0f} MB); TF.js files: {sum(v for f, v in vendor['files'].items() if f.startswith('tf')) / 1e6:.2f} MB "
           f"(the page uses tf.min.js + one backend's files); machine: {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
 
@@ -133,10 +157,38 @@ def main(argv=None) -> int:
                   f"Keras {np.mean(keras_d):.4f}, difference {diff:.4f} "
                   f"({'OK' if diff <= TARGET_DICE else 'over'} target {TARGET_DICE}); "
                   f"browser-vs-Keras mask IoU min {min(agree):.4f}, mean {np.mean(agree):.4f}")
+        if args.quality:
+            quality_cost(browser, mounts, [read_image(p) for p in eb.val_images(args.quality)])
         if args.screenshot:
             screenshot(browser, Path(args.screenshot))
         browser.close()
     return 0
+
+
+def quality_cost(browser, mounts: dict, images: list) -> None:
+    """Per X-ray time without quality (model + mask) and with it (model + analyze), wasm, worker."""
+    from PIL import Image
+
+    cases = {"own size": images,
+             "2048x2048": [np.asarray(Image.fromarray(i).resize((2048, 2048), Image.BILINEAR)) for i in images[:5]]}
+    with eb.harness_page(browser, mounts, isolate=False) as (page, _):
+        eb.load_in_page(page, "/_bench/", "wasm")
+        print()
+        for label, rgbs in cases.items():
+            runs = []
+            for rgb in rgbs:
+                height, width = rgb.shape[:2]
+                runs.append(page.evaluate(QUALITY_JS, {"rgb": base64.b64encode(rgb.tobytes()).decode(),
+                                                       "width": width, "height": height}))
+            plain = [r["modelMs"] + r["maskMs"] for r in runs if not r["inverted"]]
+            full = [r["modelMs"] + r["qualityMs"] for r in runs if not r["inverted"]]
+            extra = statistics.median(f / p - 1 for f, p in zip(full, plain))
+            print(f"quality, {label} ({len(runs)} X-rays, {sum(r['inverted'] for r in runs)} tried inverted): "
+                  f"median per X-ray {statistics.median(plain):.0f} ms without, {statistics.median(full):.0f} ms "
+                  f"with (model {statistics.median(r['modelMs'] for r in runs):.0f}, mask alone "
+                  f"{statistics.median(r['maskMs'] for r in runs):.1f}, analyze "
+                  f"{statistics.median(r['qualityMs'] for r in runs):.1f}): +{100 * extra:.1f}% "
+                  f"({'OK' if extra <= TARGET_QUALITY else 'over'} target {100 * TARGET_QUALITY:.0f}%)")
 
 
 def screenshot(browser, path: Path) -> None:

@@ -69,6 +69,8 @@ def mask_warnings(feats: dict, quality: float, threshold: float) -> list[dict]:
                            high=f"{100 * high:g}"))
     if feats["lungs"] == 2 and feats["balance"] < LIMITS["balance_below"]:
         out.append(warning("unbalanced"))
+    if feats["edge"] > LIMITS["edge_above"]:
+        out.append(warning("cut_off"))
     if quality < threshold:
         out.append(warning("low_quality", quality=f"{quality:.2f}", threshold=f"{threshold:.2f}"))
     return out

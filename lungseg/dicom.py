@@ -147,8 +147,7 @@ def read_dicom(source: str | Path | bytes, name: str = "upload") -> DicomImage:
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
         raise ImageError(rules.message("corrupt", name, detail=f"DICOM: {err}")) from None
     if "PixelData" not in ds:
-        what = getattr(ds.get("SOPClassUID"), "name", "") or "object"
-        raise ImageError(rules.message("dicom_no_image", name, what=what))
+        raise ImageError(rules.message("dicom_no_image", name))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageError(rules.message("dicom_multiframe", name, frames=frames))

@@ -29,7 +29,8 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
     - regions: raw regions of at least 0.1% of the image (two lungs give 2)
     - removed: share of the raw lung that the clean-up dropped
     - balance: the smaller lung's area over the larger's (two largest regions of the mask)
-    - lungs: regions of the mask (not a regression feature; checks.py reads it)
+    - lungs: regions of the mask; edge: lung pixels on the image's outer frame per pixel of
+      width + height (not regression features; checks.py reads them)
     """
     proba = proba.astype(np.float64)
     mask, raw = mask.astype(bool), raw.astype(bool)
@@ -48,6 +49,8 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
         "removed": float((raw & ~mask).sum()) / max(float(raw.sum()), 1.0),
         "balance": float(kept_sizes[1] / kept_sizes[0]) if kept >= 2 else 0.0,
         "lungs": float(kept),
+        "edge": float(mask[0].sum() + mask[-1].sum() + mask[1:-1, 0].sum() + mask[1:-1, -1].sum())
+        / (mask.shape[0] + mask.shape[1]),
     }
 
 
@@ -56,7 +59,10 @@ def _design(rows: list[dict]) -> np.ndarray:
 
 
 def estimate(row: dict, params: dict) -> float:
-    """The estimated Dice of one prediction from its features and the card's ``quality`` params."""
+    """The estimated Dice of one prediction from its features and the card's ``quality`` params
+    (0 for an empty mask: there is nothing to trust, and the fit has not seen one)."""
+    if row["area"] == 0:
+        return 0.0
     x = (_design([row])[0] - np.array(params["mean"])) / np.array(params["scale"])
     logit = float(params["intercept"] + np.dot(params["coef"], x))
     return float(1.0 / (1.0 + np.exp(-logit)))

@@ -161,11 +161,11 @@ def test_an_interrupted_run_leaves_whole_files_and_a_manifest(tmp_path, segmente
     class Interrupted:                     # the real model, stopped (Ctrl-C) on the second X-ray
         calls = 0
 
-        def analyze(self, image, threshold=None):
+        def analyze(self, image, **options):
             Interrupted.calls += 1
             if Interrupted.calls == 2:
                 raise KeyboardInterrupt
-            return segmenter.analyze(image, threshold)
+            return segmenter.analyze(image, **options)
 
     with pytest.raises(KeyboardInterrupt):
         run(plan([inputs], out), out, Interrupted())

@@ -1,11 +1,13 @@
 // Service worker: keeps the page, the vendored libraries (TensorFlow.js, fast-png, tiff,
-// iobuffer, fflate), the rules (vendor/rules.json) and the model for offline use. Network first (so a re-exported model or a new page
-// version is picked up at once), the cache when offline. Everything is precached at install,
-// read from vendor/files.json (every vendored file, e.g. fast-png/png_decoder.js) and
-// model/metadata.json, so the page works offline after one visit.
+// iobuffer, fflate, the DICOM parser and codecs), the rules (vendor/rules.json) and the model for
+// offline use. Network first (so a re-exported model or a new page version is picked up at once),
+// the cache when offline. Everything is precached at install, read from vendor/files.json (every
+// vendored file, e.g. fast-png/png_decoder.js, vendor/dicom/*) and model/metadata.json, so the
+// page works offline after one visit (DICOM included, though its modules load only when needed).
 const CACHE = "lungseg-v1";
 const SHELL = ["./", "index.html", "css/style.css", "js/app.js", "js/segmenter.js", "js/engine.js", "js/worker.js",
-  "js/decode.js", "js/rules.js", "js/words.js", "js/postprocess.js", "js/encode.js", "model/metadata.json",
+  "js/decode.js", "js/rules.js", "js/words.js", "js/postprocess.js", "js/encode.js", "js/quality.js",
+  "js/measure.js", "js/results.js", "js/dicom.js", "model/metadata.json",
   "model/model.json", "vendor/files.json"];
 
 async function listFiles() {

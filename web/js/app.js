@@ -3,7 +3,10 @@
 import { loadSegmenter } from "./segmenter.js";
 import { acceptAttribute, formatG, loadRules } from "./rules.js";
 import { pageFormats } from "./decode.js";
-import { encodeMaskPng, makeZip } from "./encode.js";
+import { encodeGreyPng, encodeMaskPng, makeZip } from "./encode.js";
+import { assess } from "./quality.js";
+import { lungAreas, sideLabels } from "./measure.js";
+import { resultsCsv } from "./results.js";
 import { describeValidation, formatList } from "./words.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -127,7 +130,9 @@ async function processOne(result) {
   try {
     const out = await state.segmenter.segmentFile(result.file, state.threshold);
     Object.assign(result, { width: out.width, height: out.height, imageData: out.imageData, note: out.note,
-      probability: out.probability, ms: out.ms, mask: out.mask, file: null });
+      probability: out.probability, ms: out.ms, mask: out.mask, quality: out.quality, warnings: out.warnings,
+      imageWarnings: out.imageWarnings, inverted: out.inverted, spacing: out.spacing || null,
+      spacingSource: out.spacingSource || "", file: null });
     drawResult(result);
     el.querySelector(".pair").hidden = false;
     el.querySelector(".actions").hidden = false;
@@ -136,7 +141,8 @@ async function processOne(result) {
     result.file = null;
     setStatus(result, "error");
     const decodeError = err.name === "ImageDecodeError";
-    showFailure(result, decodeError ? err.message : `${result.name}: could not segment: ${err.message || err}`);
+    result.message = decodeError ? err.message : `${result.name}: could not segment: ${err.message || err}`;
+    showFailure(result, result.message);
     if (!decodeError) console.warn(result.name, err);
   }
 }
@@ -155,12 +161,6 @@ function showFailure(result, text) {
   } else {
     box.textContent = text;
   }
-}
-
-function lungShare(mask) {
-  let n = 0;
-  for (let i = 0; i < mask.length; i++) n += mask[i];
-  return mask.length ? n / mask.length : 0;
 }
 
 function drawResult(result) {
@@ -182,12 +182,35 @@ function drawResult(result) {
   }
   ctx.putImageData(paint, 0, 0);
   composite(result);
-  const share = lungShare(mask);
+  result.areas = lungAreas(mask, width, height, result.spacing);
+  const share = `${(result.areas.lung_fraction * 100).toFixed(1)}% of the image`;
   el.querySelector(".info").textContent = `${width}×${height} px · ${formatMs(result.ms)} on ` +
-    `${state.segmenter.backendLabel} · lungs ${(share * 100).toFixed(1)}% of the image` +
-    `${result.note ? ` · ${result.note}` : ""}`;
-  el.querySelector("canvas.overlay").setAttribute("aria-label",
-    `Lung overlay of ${result.name}: ${(share * 100).toFixed(1)}% of the image marked as lung`);
+    `${state.segmenter.backendLabel} · lungs ${describeAreas(result.areas)}${result.note ? ` · ${result.note}` : ""}`;
+  el.querySelector("canvas.overlay").setAttribute("aria-label", `Lung overlay of ${result.name}: ${share} marked as lung`);
+  showQuality(result);
+}
+
+/** "23.4% of the image", or for a DICOM with pixel spacing "312.5 cm² (right 160.2, left 152.3)". */
+function describeAreas(areas) {
+  if (!("lung_cm2" in areas)) return `${(areas.lung_fraction * 100).toFixed(1)}% of the image`;
+  return `${areas.lung_cm2.toFixed(1)} cm² (right ${areas.image_left_cm2.toFixed(1)}, left ${areas.image_right_cm2.toFixed(1)})`;
+}
+
+/** The estimated Dice (when the model has an estimator) and each warning; flags the item. */
+function showQuality(result) {
+  const { el, quality, warnings } = result;
+  const line = el.querySelector(".quality");
+  line.hidden = quality === null;
+  line.textContent = quality === null ? "" : `estimated Dice ${quality.toFixed(2)}`;
+  const list = el.querySelector(".warnings");
+  list.replaceChildren(...warnings.map((w) => {
+    const item = document.createElement("li");
+    item.dataset.code = w.code;
+    item.textContent = w.message;
+    return item;
+  }));
+  list.hidden = !warnings.length;
+  el.dataset.flagged = String(warnings.length > 0);
 }
 
 function composite(result) {
@@ -216,8 +239,10 @@ function updateProgress(current) {
 function updateSummary() {
   const ok = done().length, failed = count("error"), cancelled = count("cancelled");
   const waiting = state.results.length - ok - failed - cancelled;
+  const flagged = done().filter((r) => r.warnings.length).length;
   $("#summary").textContent = state.results.length
-    ? `${ok} segmented${failed ? `, ${failed} failed` : ""}${cancelled ? `, ${cancelled} cancelled` : ""}` +
+    ? `${ok} segmented${flagged ? `, ${flagged} with warnings` : ""}${failed ? `, ${failed} failed` : ""}` +
+      `${cancelled ? `, ${cancelled} cancelled` : ""}` +
       `${waiting ? `, ${waiting} waiting` : ""}.`
     : "No X-rays yet.";
   $("#download-all").disabled = ok === 0;
@@ -249,14 +274,22 @@ async function downloadOne(result) {
   save(new Blob([png], { type: "image/png" }), `${stem(result.name)}_mask.png`);
 }
 
+/** Every mask as a PNG (0/255), its side labels (NAME_labels.png: 1 = the patient's right lung,
+ *  2 = left, as `lungseg predict --labels`) and results.csv (the manifest's columns), as one zip. */
 async function downloadAll() {
-  const used = new Set(), entries = [];
-  for (const r of done()) {
+  const used = new Set(), entries = [], rows = [];
+  for (const r of state.results.filter((x) => x.status === "done" || x.status === "error")) {
+    if (r.status === "error") { rows.push({ input: r.name, status: "error", message: r.message }); continue; }
     let name = `${stem(r.name)}_mask.png`;
     for (let k = 2; used.has(name); k++) name = `${stem(r.name)}_${k}_mask.png`;
     used.add(name);
-    entries.push({ name, data: await encodeMaskPng(r.mask, r.width, r.height) });
+    entries.push({ name, data: await encodeMaskPng(r.mask, r.width, r.height) },
+      { name: name.replace(/_mask\.png$/, "_labels.png"), data: encodeGreyPng(sideLabels(r.mask, r.width, r.height), r.width, r.height) });
+    rows.push({ input: r.name, status: "ok", mask: name, width: r.width, height: r.height, ...r.areas,
+      spacing_source: r.spacingSource || "", quality: r.quality,
+      warnings: r.warnings.map((w) => w.code).join(" "), message: r.warnings.map((w) => w.message).join(" ") });
   }
+  entries.push({ name: "results.csv", data: new TextEncoder().encode(resultsCsv(rows)) });
   save(makeZip(entries), "lung_masks.zip");
 }
 
@@ -266,7 +299,12 @@ function onThreshold() {
   $("#threshold-value").textContent = state.threshold.toFixed(2);
   cancelAnimationFrame(pending);
   pending = requestAnimationFrame(() => {
-    for (const r of done()) { r.mask = state.segmenter.mask(r.probability, r.width, r.height, state.threshold); drawResult(r); }
+    for (const r of done()) {   // the image's warnings and the inversion decision are kept
+      const a = assess(state.rules, state.segmenter.meta, r.probability, r.width, r.height, state.threshold);
+      Object.assign(r, { mask: a.mask, quality: a.quality, warnings: [...r.imageWarnings, ...a.warnings] });
+      drawResult(r);
+    }
+    updateSummary();
   });
 }
 

@@ -4,7 +4,8 @@
 // (from the header, before decoding), corrupt. PNG (fast-png) and TIFF (tiff) are decoded
 // exactly: no colour management, 16-bit grey stretched from its own min..max to 0..255, 16-bit
 // colour reduced to the high byte, palettes expanded, alpha dropped. JPEG, BMP and WebP go
-// through the browser's decoder, EXIF orientation applied. Works in a page and in a worker.
+// through the browser's decoder, EXIF orientation applied. DICOM (recognised first, as in
+// Python) is read by js/dicom.js, imported on first use. Works in a page and in a worker.
 import { convertIndexedToRgb, decode as decodePngFile } from "../vendor/fast-png/index.js";
 import { decode as decodeTiffFile } from "../vendor/tiff/index.js";
 import { loadRules, message, toFixedEven } from "./rules.js";
@@ -18,7 +19,7 @@ const view = (b) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 const ascii = (b, start, end) => String.fromCharCode(...b.subarray(start, end));
 
 /** NumPy's np.round: halves to even. */
-function roundHalfEven(x) {
+export function roundHalfEven(x) {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
@@ -195,6 +196,7 @@ function browserDecoder(type) {
 // name: as in rules.json. matches: the file signature. size: {width, height} from the header.
 // complete: false if the file visibly ends early. decode: bytes -> {imageData, note}.
 const FORMATS = [
+  { name: "DICOM", matches: (b) => ascii(b, 128, 132) === "DICM" },   // read by js/dicom.js
   { name: "PNG", matches: (b) => [137, 80, 78, 71, 13, 10, 26, 10].every((v, i) => b[i] === v), size: pngSize, decode: decodePng },
   { name: "JPEG", matches: (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff, size: jpegSize,
     complete: jpegComplete, decode: browserDecoder("image/jpeg") },
@@ -214,7 +216,17 @@ function looksLikeText(head) {
   return /^(?:[\t\r\n ]|[^\p{C}\p{Z}])*$/u.test(text);
 }
 
-/** File/Blob -> {imageData (RGBA, alpha 255), width, height, note}; throws ImageDecodeError. */
+/** imageio._check_size: refuse an image outside the pixel limits (from its header). */
+export function checkSize(rules, name, width, height) {
+  const fail = (code, fields) => { throw new ImageDecodeError(message(rules, code, name, fields), code); };
+  if (width * height > rules.max_pixels) {
+    fail("too_many_pixels", { width, height, megapixels: toFixedEven((width * height) / 1e6, 1) });
+  }
+  if (Math.min(width, height) < rules.min_side) fail("too_small", { width, height });
+}
+
+/** File/Blob -> {imageData (RGBA, alpha 255), width, height, note, and for a DICOM its
+ *  warnings, spacing and spacingSource}; throws ImageDecodeError. */
 export async function decodeImage(file, name = file.name || "image") {
   const rules = await loadRules();
   const fail = (code, fields) => { throw new ImageDecodeError(message(rules, code, name, fields), code); };
@@ -223,14 +235,14 @@ export async function decodeImage(file, name = file.name || "image") {
   const bytes = new Uint8Array(await file.arrayBuffer());
   const format = FORMATS.find((f) => pageFormats(rules).some((r) => r.name === f.name) && f.matches(bytes));
   if (!format) fail(looksLikeText(bytes.subarray(0, 512)) ? "text_file" : "unknown_format");
+  if (format.name === "DICOM") {
+    const decoded = await (await import("./dicom.js")).decodeDicom(bytes, name, rules);
+    return { ...decoded, width: decoded.imageData.width, height: decoded.imageData.height };
+  }
   let size = null;
   try { size = format.size(bytes); } catch (err) { /* reported as a missing header */ }
   if (!size) fail("corrupt", { detail: `no ${format.name} image header` });
-  const { width, height } = size;
-  if (width * height > rules.max_pixels) {
-    fail("too_many_pixels", { width, height, megapixels: toFixedEven((width * height) / 1e6, 1) });
-  }
-  if (Math.min(width, height) < rules.min_side) fail("too_small", { width, height });
+  checkSize(rules, name, size.width, size.height);
   if (format.complete && !format.complete(bytes)) fail("corrupt", { detail: "the file ends early" });
   let decoded;
   try {

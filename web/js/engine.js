@@ -7,6 +7,8 @@
 // sizes come from the model's metadata.json.
 import { decodeImage } from "./decode.js";
 import { toMask } from "./postprocess.js";
+import { analyze } from "./quality.js";
+import { loadRules } from "./rules.js";
 
 const WEB_ROOT = new URL("../", import.meta.url);
 const VENDOR = new URL("vendor/", WEB_ROOT);
@@ -150,11 +152,18 @@ export async function createEngine({ modelUrl = "model/", backend = "auto" } = {
 
   return {
     info, segment, mask,
-    /** A file -> {imageData, width, height, note, probability, mask, ms}; ImageDecodeError for a bad file. */
+    /** A file -> {imageData, width, height, note, probability, ms (model), mask, quality, warnings,
+     *  imageWarnings, inverted, features, qualityMs (checks, and the inverted run if tried), and a
+     *  DICOM's spacing}: Segmenter.analyze (js/quality.js). ImageDecodeError for a bad file. */
     async segmentFile(file, threshold = meta.threshold) {
-      const decoded = await decodeImage(file);
+      const [decoded, rules] = await Promise.all([decodeImage(file), loadRules()]);
+      const { width, height } = decoded, rgba = decoded.imageData.data;
       const out = await segment(decoded.imageData);
-      return { ...decoded, probability: out.probability, ms: out.ms, mask: mask(out.probability, out.width, out.height, threshold) };
+      const t0 = performance.now();
+      const rerun = async (pixels) => (await segment(new ImageData(pixels, width, height))).probability;
+      const analysis = await analyze(rules, meta, rgba, width, height, out.probability, rerun,
+        { threshold, headerWarnings: decoded.warnings });
+      return { ...decoded, ...analysis, ms: out.ms, qualityMs: performance.now() - t0 };
     },
     numTensors: () => tf.memory().numTensors,
     dispose() { if (model) { model.dispose(); model = null; } },

@@ -43,10 +43,11 @@ export function label8(mask, width, height) {
   return { labels, areas };
 }
 
-/** Keep the `keep` largest 8-connected regions (keep = 0: all). Returns a new mask. */
-export function keepLargest(mask, width, height, keep) {
+/** Keep the `keep` largest 8-connected regions (keep = 0: all). Returns a new mask.
+ *  `labelled`: label8 of the mask, when the caller has it already. */
+export function keepLargest(mask, width, height, keep, labelled = null) {
   if (!keep) return mask.slice();
-  const { labels, areas } = label8(mask, width, height);
+  const { labels, areas } = labelled || label8(mask, width, height);
   const count = areas.length - 1;
   if (count <= keep) return mask.slice();
   const order = Array.from({ length: count }, (_, i) => i + 1)
@@ -79,13 +80,18 @@ export function fillHoles(mask, width, height) {
   return out;
 }
 
+/** The card's clean-up ({keep_largest, fill_holes}) of a thresholded map (`labelled`: its label8). */
+export function cleanMask(raw, width, height, postprocess = {}, labelled = null) {
+  let mask = raw;
+  if (postprocess.keep_largest) mask = keepLargest(mask, width, height, postprocess.keep_largest, labelled);
+  if (postprocess.fill_holes) mask = fillHoles(mask, width, height);
+  return mask;
+}
+
 /** The full rule: threshold, then the card's clean-up ({keep_largest, fill_holes}). */
 export function toMask(probability, width, height, t, postprocess = {}) {
   if (probability.length !== width * height) {
     throw new Error(`probability has ${probability.length} values, expected ${width}x${height}`);
   }
-  let mask = threshold(probability, t);
-  if (postprocess.keep_largest) mask = keepLargest(mask, width, height, postprocess.keep_largest);
-  if (postprocess.fill_holes) mask = fillHoles(mask, width, height);
-  return mask;
+  return cleanMask(threshold(probability, t), width, height, postprocess);
 }

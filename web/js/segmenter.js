@@ -4,7 +4,7 @@
 //   const seg = await loadSegmenter();      // {modelUrl = "model/", backend = "auto", worker = true}
 //   const { probability, width, height, ms } = await seg.segment(imageData);
 //   const mask = seg.mask(probability, width, height); // Uint8Array 0/1, the model's clean-up
-//   const r = await seg.segmentFile(file);  // decode (js/decode.js) + segment + mask in one call
+//   const r = await seg.segmentFile(file);  // decode (js/decode.js) + segment + quality and warnings (js/quality.js)
 //   seg.dispose();
 //
 // The model runs in a module worker (js/worker.js) unless worker is false, where it runs on the

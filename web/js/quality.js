@@ -1,0 +1,170 @@
+// How far to trust a mask, in the browser: the same image figures, mask features, estimated
+// quality and warnings as lungseg/checks.py and lungseg/quality.py, with the limits and wording
+// of rules.json and the model's coefficients from metadata.json ("quality").
+import { cleanMask, label8, threshold as thresholdMap } from "./postprocess.js";
+import { formatG, toFixedEven } from "./rules.js";
+
+const UNCERTAIN = [0.1, 0.9];
+const MIN_REGION = 0.001;
+
+/** Grey-level figures of RGBA pixels on g = floor((R + G + B) / 3) (checks.image_stats), in one
+ *  pass; the standard deviation from the histogram (the same sum, grouped by grey level). */
+export function imageStats(rgba, width, height) {
+  const n = width * height;
+  const counts = new Float64Array(256);
+  let sum = 0, colour = 0, steps = 0;
+  for (let y = 0, i = 0; y < height; y++) {
+    let previous = -1;
+    for (let x = 0; x < width; x++, i++) {
+      const r = rgba[4 * i], g = rgba[4 * i + 1], b = rgba[4 * i + 2];
+      const v = Math.floor((r + g + b) / 3);
+      counts[v]++; sum += v;
+      colour += Math.max(r, g, b) - Math.min(r, g, b);
+      if (previous >= 0) steps += Math.abs(v - previous);
+      previous = v;
+    }
+  }
+  const mean = sum / n;
+  let squares = 0;
+  for (let v = 0; v < 256; v++) squares += counts[v] * (v - mean) ** 2;
+  const std = Math.sqrt(squares / n);
+  const percentile = (q) => {   // numpy.searchsorted(cumsum(counts) / n, q)
+    let cumulative = 0;
+    for (let v = 0; v < 256; v++) { cumulative += counts[v]; if (cumulative / n >= q) return v; }
+    return 255;
+  };
+  return {
+    width, height, p1: percentile(0.01), p99: percentile(0.99), std, colour: colour / n,
+    noise: (width > 1 ? steps / (height * (width - 1)) : 0) / (std + 1),
+  };
+}
+
+/** checks.warning: {code, message} with the rules.json template filled in. */
+export function warning(rules, code, fields = {}) {
+  const text = rules.warnings[code].replace(/\{(\w+)\}/g, (m, key) => String(fields[key]));
+  return { code, message: text };
+}
+
+/** Warnings about the X-ray itself (checks.image_warnings). */
+export function imageWarnings(rules, stats) {
+  const limits = rules.checks, out = [];
+  if (stats.colour > limits.colour_above) out.push(warning(rules, "colour"));
+  if (stats.std < limits.flat_std_below) out.push(warning(rules, "flat"));
+  else if (stats.noise > limits.noise_above) out.push(warning(rules, "noise"));
+  else if (stats.p1 > limits.washed_out_p1_above) out.push(warning(rules, "washed_out", { p1: stats.p1 }));
+  else if (stats.p99 < limits.dark_p99_below) out.push(warning(rules, "dark", { p99: stats.p99 }));
+  else if (stats.p99 - stats.p1 < limits.low_contrast_below) {
+    out.push(warning(rules, "low_contrast", { p1: stats.p1, p99: stats.p99 }));
+  }
+  if (Math.min(stats.width, stats.height) < limits.small_side_below) {
+    out.push(warning(rules, "small_image", { width: stats.width, height: stats.height, small_side: limits.small_side_below }));
+  }
+  return out;
+}
+
+/** Features of one prediction (quality.features): probability, raw thresholded map, clean mask;
+ *  `rawLabelled`: label8 of raw, when the caller has it already. */
+export function features(probability, raw, mask, width, height, rawLabelled = label8(raw, width, height)) {
+  const n = width * height;
+  let lung = 0, inside = 0, total = 0, undecided = 0, rawArea = 0, removed = 0;
+  for (let i = 0; i < n; i++) {
+    const p = probability[i];
+    total += p;
+    if (mask[i]) { lung++; inside += p; }
+    if (p > UNCERTAIN[0] && p < UNCERTAIN[1]) undecided++;
+    if (raw[i]) { rawArea++; if (!mask[i]) removed++; }
+  }
+  const regions = rawLabelled.areas.slice(1).filter((a) => a >= MIN_REGION * n).length;
+  const kept = label8(mask, width, height).areas.slice(1).sort((a, b) => b - a);
+  return {
+    soft_dice: (2 * inside) / Math.max(total + lung, 1),
+    uncertain: undecided / Math.max(lung, 1),
+    confidence: lung ? inside / lung : 0,
+    area: lung / n,
+    regions,
+    removed: removed / Math.max(rawArea, 1),
+    balance: kept.length >= 2 ? kept[1] / kept[0] : 0,
+    lungs: kept.length,
+    edge: frame(mask, width, height) / (width + height),
+  };
+}
+
+/** Mask pixels on the image's outer frame (each counted once). */
+function frame(mask, width, height) {
+  let count = 0;
+  for (let x = 0; x < width; x++) count += mask[x] + (height > 1 ? mask[(height - 1) * width + x] : 0);
+  for (let y = 1; y < height - 1; y++) count += mask[y * width] + (width > 1 ? mask[y * width + width - 1] : 0);
+  return count;
+}
+
+/** The estimated Dice from features and the model's quality parameters (quality.estimate). */
+export function estimate(feats, params) {
+  if (feats.area === 0) return 0;   // an empty mask: nothing to trust
+  let logit = params.intercept;
+  params.features.forEach((name, i) => { logit += params.coef[i] * ((feats[name] - params.mean[i]) / params.scale[i]); });
+  return 1 / (1 + Math.exp(-logit));
+}
+
+/** Whether a mask looks like two lungs of a sensible size (checks.plausible). */
+export function plausible(rules, feats) {
+  const [low, high] = rules.checks.area_range;
+  return feats.lungs === 2 && feats.area >= low && feats.area <= high && feats.balance >= rules.checks.balance_below;
+}
+
+/** Warnings about the mask (checks.mask_warnings). */
+export function maskWarnings(rules, feats, quality, warnBelow) {
+  const [low, high] = rules.checks.area_range, out = [];
+  if (feats.lungs !== 2) out.push(warning(rules, "not_two_lungs", { regions: feats.lungs }));
+  if (!(feats.area >= low && feats.area <= high)) {
+    out.push(warning(rules, "lung_area", { area: toFixedEven(100 * feats.area, 1), low: formatG(100 * low), high: formatG(100 * high) }));
+  }
+  if (feats.lungs === 2 && feats.balance < rules.checks.balance_below) out.push(warning(rules, "unbalanced"));
+  if (feats.edge > rules.checks.edge_above) out.push(warning(rules, "cut_off"));
+  if (quality < warnBelow) {
+    out.push(warning(rules, "low_quality", { quality: toFixedEven(quality, 2), threshold: toFixedEven(warnBelow, 2) }));
+  }
+  return out;
+}
+
+/** Mask, estimated quality and mask warnings of one probability map (Segmenter._assess). */
+export function assess(rules, meta, probability, width, height, t = meta.threshold) {
+  const raw = thresholdMap(probability, t), labelled = label8(raw, width, height);
+  const mask = cleanMask(raw, width, height, meta.postprocess || {}, labelled);
+  const feats = features(probability, raw, mask, width, height, labelled);
+  const params = meta.quality;
+  const quality = params ? estimate(feats, params) : null;
+  const warnings = maskWarnings(rules, feats, params ? quality : 1, params ? params.warn_below : 0);
+  return { mask, quality, warnings, features: feats, inverted: false };
+}
+
+/** RGBA pixels inverted (255 - v per colour channel), alpha kept: the negative of an image. */
+export function invert(rgba) {
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let i = 0; i < rgba.length; i += 4) {
+    out[i] = 255 - rgba[i]; out[i + 1] = 255 - rgba[i + 1]; out[i + 2] = 255 - rgba[i + 2]; out[i + 3] = rgba[i + 3];
+  }
+  return out;
+}
+
+/**
+ * Segmenter.analyze in the browser. `segment(rgba)` runs the model on RGBA pixels of this size
+ * and resolves to a probability map; it is called a second time, on the inverted pixels, only
+ * when the image has no warning of its own (`headerWarnings`: a DICOM's, counted as its own) but
+ * its mask is implausible or of low quality. Resolves to assess()'s fields plus `probability`
+ * (the map the mask came from) and `imageWarnings` (kept when the threshold changes).
+ */
+export async function analyze(rules, meta, rgba, width, height, probability, segment,
+  { threshold = meta.threshold, headerWarnings = [] } = {}) {
+  const found = [...headerWarnings, ...imageWarnings(rules, imageStats(rgba, width, height))];
+  let result = { ...assess(rules, meta, probability, width, height, threshold), probability };
+  const doubtful = !plausible(rules, result.features) || result.warnings.some((w) => w.code === "low_quality");
+  if (!found.length && doubtful) {
+    const inverseProbability = await segment(invert(rgba));
+    const inverse = assess(rules, meta, inverseProbability, width, height, threshold);
+    if (plausible(rules, inverse.features) && (inverse.quality || 0) >= (result.quality || 0)) {
+      result = { ...inverse, probability: inverseProbability, inverted: true };
+      found.push(warning(rules, "inverted"));
+    }
+  }
+  return { ...result, imageWarnings: found, warnings: [...found, ...result.warnings] };
+}
