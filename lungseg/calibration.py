@@ -34,16 +34,20 @@ def held_out_rows(twin: Segmenter, data: str | Path, seed: int = 1234, limit: in
     _, samples = holdout_split(find_samples(data), split["folds"], split["holdout"], split["seed"])
     rng = np.random.default_rng(seed)
     names = sorted(PERTURBATIONS)
-    rows = []
-    for sample in tqdm(samples[:limit] if limit else samples, desc="scoring held-out", unit="img"):
+    cases = []                                 # (name, variant, image, truth)
+    for sample in samples[:limit] if limit else samples:
         image, truth = read_image(sample.image), sample.read_mask()
         kind = names[rng.integers(len(names))]
-        for name, (x, y) in (("clean", (image, truth)), (kind, PERTURBATIONS[kind](image, truth, rng))):
-            proba = twin.predict_proba(x)
+        cases += [(sample.name, "clean", image, truth),
+                  (sample.name, kind, *PERTURBATIONS[kind](image, truth, rng))]
+    rows = []
+    for start in tqdm(range(0, len(cases), 32), desc="scoring held-out", unit="batch"):
+        chunk = cases[start:start + 32]
+        for (name, variant, _, truth), proba in zip(chunk, twin.predict_proba_batch([c[2] for c in chunk])):
             raw = (proba >= twin.threshold).astype(np.uint8)
             mask = twin.to_mask(proba)
-            dice = metrics.score(y, at_truth_size(mask, y))["dice"]
-            rows.append({"image": sample.name, "variant": name, "dice": dice,
+            rows.append({"image": name, "variant": variant,
+                         "dice": metrics.score(truth, at_truth_size(mask, truth))["dice"],
                          **quality.features(proba, raw, mask)})
     return rows
 
