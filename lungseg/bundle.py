@@ -68,6 +68,11 @@ def render_card(card: dict) -> str:
             lines.append(f"- **{key}**: {card[key]}")
     if "training" in card:
         lines += ["", "## Training", ""] + _bullets(card["training"])
+    if "quality" in card:
+        fitted = card["quality"].get("fitted_on", {})
+        lines += ["", "## Quality estimate", "",
+                  f"- estimated Dice from {', '.join(card['quality']['features'])} (ridge on logit Dice)",
+                  f"- warning below {card['quality']['warn_below']}"] + _bullets({"fitted on": fitted})
     if "metrics" in card:
         lines += ["", f"## Metrics ({card['metrics'].get('data', '')})", "",
                   "| metric | value |", "|---|---:|"]

@@ -86,4 +86,5 @@ def fit_card_quality(twin_folder: str | Path, data: str | Path, model: str | Pat
 
 
 def save_rows(rows: list[dict], path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(rows, indent=0))
