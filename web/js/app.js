@@ -301,7 +301,7 @@ function onThreshold() {
   pending = requestAnimationFrame(() => {
     for (const r of done()) {   // the image's warnings and the inversion decision are kept
       const a = assess(state.rules, state.segmenter.meta, r.probability, r.width, r.height, state.threshold);
-      Object.assign(r, { mask: a.mask, quality: a.quality, warnings: [...r.imageWarnings, ...a.warnings] });
+      Object.assign(r, { mask: a.mask, quality: a.quality, warnings: [...r.imageWarnings, ...a.warnings], threshold: state.threshold });
       drawResult(r);
     }
     updateSummary();
