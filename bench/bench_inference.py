@@ -30,12 +30,24 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
+def interleaved(first, second, repeats: int) -> tuple[list[float], list[float]]:
+    """Times of two calls taken turn about, so drifting machine load hits both alike."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return times
+
+
 def bench(folder: Path, image: np.ndarray, repeats: int) -> None:
     seg = Segmenter.load(folder)
     batch1 = image[None].astype(np.float32)
     print(f"\n{seg.name} ({folder.name}, input size {seg.card.get('input_size')}, "
           f"{seg.model.count_params():,} parameters)")
-    predict, analyze = timed(lambda: seg.predict(image), repeats), timed(lambda: seg.analyze(image), repeats)
+    predict, analyze = interleaved(lambda: seg.predict(image), lambda: seg.analyze(image), repeats)
     print(f"  predict(), one 256x256 image: median {1000 * statistics.median(predict):.1f} ms")
     print(f"  analyze() (+ quality, checks): median {1000 * statistics.median(analyze):.1f} ms "
           f"({100 * (statistics.median(analyze) / statistics.median(predict) - 1):+.1f}%)")

@@ -25,15 +25,18 @@ def image_stats(image: np.ndarray) -> dict:
     """Grey-level figures of a (H, W, 3) uint8 image on g = floor((R + G + B) / 3): the 1st and
     99th percentiles, the standard deviation, colourfulness (mean max - min channel) and noise
     (mean absolute difference of horizontal neighbours over std + 1)."""
-    rgb = image.astype(np.int32)
-    grey = rgb.sum(axis=2) // 3
-    cumulative = np.cumsum(np.bincount(grey.ravel(), minlength=256)) / grey.size
-    std = float(grey.std())
+    grey = ((image[..., 0].astype(np.uint16) + image[..., 1] + image[..., 2]) // 3).astype(np.uint8)
+    counts = np.bincount(grey.ravel(), minlength=256)
+    levels = np.arange(256.0)
+    mean = float(counts @ levels) / grey.size
+    std = float(np.sqrt(counts @ (levels - mean) ** 2 / grey.size))
+    cumulative = np.cumsum(counts) / grey.size
+    grey_only = np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
     return {
         "width": image.shape[1], "height": image.shape[0],
         "p1": int(np.searchsorted(cumulative, 0.01)), "p99": int(np.searchsorted(cumulative, 0.99)),
-        "std": std, "colour": float((rgb.max(axis=2) - rgb.min(axis=2)).mean()),
-        "noise": float(np.abs(np.diff(grey, axis=1)).mean() / (std + 1.0)),
+        "std": std, "colour": 0.0 if grey_only else float((image.max(axis=2) - image.min(axis=2)).mean()),
+        "noise": float(np.abs(np.diff(grey.astype(np.int16), axis=1)).mean() / (std + 1.0)),
     }
 
 
