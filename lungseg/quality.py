@@ -18,6 +18,12 @@ MIN_REGION = 0.001           # raw regions smaller than this share of the image 
 EPS = 1e-3                   # Dice is clipped to [EPS, 1 - EPS] before its logit
 
 
+def _region_sizes(mask: np.ndarray) -> np.ndarray:
+    """Pixel counts of the 8-connected regions (the label image is freed at once: it is large)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    return np.bincount(labels.ravel(), minlength=count + 1)[1:]
+
+
 def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Features of one prediction: ``proba`` (H, W) float, ``raw`` the thresholded map before
     clean-up and ``mask`` after it (both 0/1).
@@ -32,18 +38,18 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
     - lungs: regions of the mask; edge: lung pixels on the image's outer frame per pixel of
       width + height (not regression features; checks.py reads them)
     """
-    proba = proba.astype(np.float64)
-    mask, raw = mask.astype(bool), raw.astype(bool)
+    mask, raw = mask.astype(bool), raw.astype(bool)       # sums in float64, without a float64 copy
     lung, pixels = float(mask.sum()), float(mask.size)
-    labels, count = ndimage.label(raw, structure=np.ones((3, 3)))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    kept_labels, kept = ndimage.label(mask, structure=np.ones((3, 3)))
-    kept_sizes = np.sort(np.bincount(kept_labels.ravel(), minlength=kept + 1)[1:])[::-1]
-    undecided = float(((proba > UNCERTAIN[0]) & (proba < UNCERTAIN[1])).sum())
+    sizes = _region_sizes(raw)
+    kept_sizes = np.sort(_region_sizes(mask))[::-1]
+    kept = len(kept_sizes)
+    low, high = np.float64(UNCERTAIN[0]), np.float64(UNCERTAIN[1])  # compared as doubles, as the page does
+    undecided = float(((proba > low) & (proba < high)).sum())
+    inside = float(proba[mask].sum(dtype=np.float64))
     return {
-        "soft_dice": 2 * float(proba[mask].sum()) / max(float(proba.sum()) + lung, 1.0),
+        "soft_dice": 2 * inside / max(float(proba.sum(dtype=np.float64)) + lung, 1.0),
         "uncertain": undecided / max(lung, 1.0),
-        "confidence": float(proba[mask].mean()) if lung else 0.0,
+        "confidence": inside / lung if lung else 0.0,
         "area": lung / pixels,
         "regions": float((sizes >= MIN_REGION * pixels).sum()),
         "removed": float((raw & ~mask).sum()) / max(float(raw.sum()), 1.0),
