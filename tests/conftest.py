@@ -42,3 +42,17 @@ def segmenter():
     """The committed default model, loaded once for the whole test session."""
     from lungseg import Segmenter
     return Segmenter.load()
+
+
+@pytest.fixture(scope="session")
+def dicom_grey():
+    """A real X-ray's grey levels stretched to the full 0..255, so 12-bit DICOM copies of it
+    (tests/dicoms.py) map back exactly."""
+    import numpy as np
+    from PIL import Image
+
+    paths = val_images(1, "Normal")
+    if not paths:
+        pytest.skip("real X-rays not found")
+    g = np.asarray(Image.open(paths[0]).convert("L")).astype(np.float64)
+    return np.round((g - g.min()) * 255 / (g.max() - g.min())).astype(np.uint8)

@@ -17,14 +17,9 @@ from lungseg.measure import lung_areas, side_labels
 from lungseg.metrics import score
 
 
-@pytest.fixture(scope="module")
-def grey():
-    """A real X-ray's grey levels, stretched to the full 0..255 (so 12-bit copies map back exactly)."""
-    paths = val_images(1, "Normal")
-    if not paths:
-        pytest.skip("real X-rays not found")
-    g = np.asarray(Image.open(paths[0]).convert("L")).astype(np.float64)
-    return np.round((g - g.min()) * 255 / (g.max() - g.min())).astype(np.uint8)
+@pytest.fixture
+def grey(dicom_grey):
+    return dicom_grey
 
 
 @requires_data

@@ -689,6 +689,14 @@ def _no_figures(message):
     return re.sub(r"\d+(\.\d+)?", "#", message)
 
 
+def _upload_all(app, files: dict, mime: str) -> dict:
+    """Add {name: bytes} to the page, wait for all, and return the page's results by name."""
+    before = app.locator("li.result").count()
+    app.set_input_files("#files", [{"name": n, "mimeType": mime, "buffer": b} for n, b in files.items()])
+    _wait_all(app, before + len(files))
+    return {r["name"]: r for r in _page_results(app, before)}
+
+
 @requires_data
 def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
     """Per X-ray: the page's estimated Dice is Segmenter.analyze's (within 0.01), its warnings
@@ -696,10 +704,7 @@ def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
     is segmented inverted with Python's mask; the zip's results.csv has the manifest's columns."""
     assert META.get("quality"), "web/model/metadata.json has no quality estimator"
     files = _quality_inputs()
-    before = app.locator("li.result").count()
-    app.set_input_files("#files", [{"name": n, "mimeType": "image/png", "buffer": b} for n, b in files.items()])
-    _wait_all(app, before + len(files))
-    page = {r["name"]: r for r in _page_results(app, before)}
+    page = _upload_all(app, files, "image/png")
     for name, data in files.items():
         expected = python_seg.analyze(data, name=name)
         got = page[name]
@@ -769,16 +774,6 @@ def test_threshold_slider_recomputes_quality(app, python_seg):
 
 # --- DICOM: lungseg/dicom.py's pixels, messages, warnings and areas -------------------------
 
-@pytest.fixture(scope="module")
-def dicom_grey():
-    """A real X-ray stretched to 0..255 (as tests/test_dicom.py), so 12-bit copies map back exactly."""
-    paths = val_images(1, "Normal")
-    if not paths:
-        pytest.skip("real X-rays not found")
-    g = np.asarray(Image.open(paths[0]).convert("L")).astype(np.float64)
-    return np.round((g - g.min()) * 255 / (g.max() - g.min())).astype(np.uint8)
-
-
 def _dicom_files(grey):
     from dicoms import jpeg_baseline, variants
 
@@ -836,10 +831,7 @@ def test_dicom_masks_warnings_and_areas_equal_python(app, python_seg, dicom_grey
     twelve = dicom_grey.astype(np.uint16) * 16 + 8
     files["lateral.dcm"] = encode(dataset(twelve, ViewPosition="LL"))
     files["spacing.dcm"] = encode(dataset(twelve, PixelSpacing=[0.5, 0.4]))
-    before = app.locator("li.result").count()
-    app.set_input_files("#files", [{"name": n, "mimeType": "application/dicom", "buffer": b} for n, b in files.items()])
-    _wait_all(app, before + len(files))
-    page = {r["name"]: r for r in _page_results(app, before)}
+    page = _upload_all(app, files, "application/dicom")
     for name, data in files.items():
         expected = python_seg.analyze(data, name=name)
         got = page[name]
@@ -853,7 +845,7 @@ def test_dicom_masks_warnings_and_areas_equal_python(app, python_seg, dicom_grey
     for key in ("lung_cm2", "image_left_cm2", "image_right_cm2"):   # the same mask: the same figures
         assert areas[key] == pytest.approx(expected.areas[key], rel=1e-12 if np.array_equal(
             spaced["mask"], expected.mask) else 2e-3), key
-    item = app.locator("li.result").nth(before + list(files).index("spacing.dcm"))
+    item = app.locator("li.result", has=app.locator("h3.name", has_text="spacing.dcm")).last
     assert f"{areas['lung_cm2']:.1f} cm²" in item.locator(".info").inner_text()
 
 
