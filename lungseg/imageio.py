@@ -2,7 +2,9 @@
 
 Every path into the model (training, Python inference, the CLI, the Streamlit app) reads
 images here, so an X-ray is always decoded the same way: EXIF orientation applied, 16-bit
-images stretched from their own min..max to 0..255, alpha dropped, grey copied to RGB.
+images stretched from their own min..max to 0..255, alpha dropped, grey copied to RGB; DICOM
+files (recognised by content) through lungseg.dicom's display pipeline. The accepted formats,
+limits and messages are rules.json's (lungseg.rules).
 """
 from __future__ import annotations
 
