@@ -78,15 +78,19 @@ def _hidden(path: Path, top: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(top).parts)
 
 
-def _folder_jobs(folder: Path, recursive: bool) -> list[Job]:
+def _images(folder: Path, recursive: bool) -> list[Path]:
+    """Accepted image files in ``folder`` (all levels with ``recursive``), hidden ones left out."""
     found = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in found if p.is_file() and rules.is_supported(p) and not _hidden(p, folder))
+    return sorted(p for p in found if p.is_file() and rules.is_supported(p) and not _hidden(p, folder))
+
+
+def _folder_jobs(folder: Path, recursive: bool) -> list[Job]:
+    files = _images(folder, recursive)
     if files:
         return [Job(p, p.relative_to(folder)) for p in files]
     message = f"{folder}: no images found ({rules.FORMATS})"
     if not recursive:
-        deeper = sum(1 for p in folder.rglob("*") if p.is_file() and rules.is_supported(p)
-                     and not _hidden(p, folder))
+        deeper = len(_images(folder, True))
         if deeper:
             message += f"; {deeper} in its sub-folders: add --recursive to search them"
     return [Job(folder, Path(folder.name), error=message + ".")]

@@ -10,10 +10,8 @@ PATIENT_SIDE_NOTE = ("Image left is the patient's right (standard PA/AP chest X-
 
 def lung_areas(mask: np.ndarray, spacing: tuple[float, float] | None = None) -> dict[str, float]:
     """Lung area as fractions of the image: all lung, image-left lung and image-right lung; with
-    ``spacing`` (row, column mm per pixel, from DICOM) also in cm² (``lung_cm2``, ...).
-
-    Each connected lung region counts for the side its centre lies on; when the lungs form a
-    single region (or none), its pixels are split at the image's vertical midline.
+    ``spacing`` (row, column mm per pixel, from DICOM) also in cm² (``lung_cm2``, ...). Sides are
+    ``side_labels``'.
     """
     sides = side_labels(mask)
     height, width = mask.shape

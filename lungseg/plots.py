@@ -11,13 +11,12 @@ import numpy as np  # noqa: E402
 
 from .rules import OVERLAY_OPACITY, OVERLAY_RGB  # noqa: E402
 
-LUNG_RGB = OVERLAY_RGB         # one overlay colour on every surface (rules.json)
 MISSED_RGB = (255, 64, 64)     # lung the model missed
 EXTRA_RGB = (255, 200, 0)      # non-lung the model called lung
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = OVERLAY_OPACITY,
-            color: tuple[int, int, int] = LUNG_RGB) -> np.ndarray:
+            color: tuple[int, int, int] = OVERLAY_RGB) -> np.ndarray:
     """The (H, W, 3) uint8 image with ``mask`` (H, W, 0/1) tinted in ``color``."""
     out = image.astype(np.float32).copy()
     tint = np.array(color, np.float32)

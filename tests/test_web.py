@@ -79,6 +79,20 @@ def _wait_all(page, count):
         timeout=TIMEOUT)
 
 
+def _downloaded_masks(app, paths, tmp_path):
+    """Open files on the page, then yield (path, mask) from each item's "Download mask PNG"."""
+    before = app.locator("li.result").count()
+    app.set_input_files("#files", [str(p) for p in paths])
+    _wait_all(app, before + len(paths))
+    for index, path in enumerate(paths):
+        item = app.locator("li.result").nth(before + index)
+        assert item.get_attribute("data-status") == "done", item.inner_text()
+        with app.expect_download() as info:
+            item.locator("button.download").click()
+        info.value.save_as(tmp_path / f"m{index}.png")
+        yield path, np.asarray(Image.open(tmp_path / f"m{index}.png")) > 0
+
+
 def _png_bytes(array, **kw):
     buffer = io.BytesIO()
     image = array if isinstance(array, Image.Image) else Image.fromarray(array)
@@ -150,16 +164,7 @@ def test_16bit_png_and_odd_size_match_python(app, python_seg, tmp_path):
     Image.fromarray(wide).save(sixteen)                     # PIL writes 16-bit grey (I;16)
     odd = tmp_path / "odd.png"
     Image.fromarray(grey.astype(np.uint8)).resize((283, 219), Image.BILINEAR).save(odd)
-    before = app.locator("li.result").count()
-    app.set_input_files("#files", [str(sixteen), str(odd)])
-    _wait_all(app, before + 2)
-    for index, path in enumerate([sixteen, odd]):
-        item = app.locator("li.result").nth(before + index)
-        assert item.get_attribute("data-status") == "done", item.inner_text()
-        with app.expect_download() as info:
-            item.locator("button.download").click()
-        info.value.save_as(tmp_path / f"m{index}.png")
-        mask = np.asarray(Image.open(tmp_path / f"m{index}.png")) > 0
+    for path, mask in _downloaded_masks(app, [sixteen, odd], tmp_path):
         expected = python_seg.predict(path)
         assert mask.shape == expected.shape
         assert eb.iou(mask, expected) >= 0.99, path.name
@@ -552,16 +557,7 @@ def test_tiff_bmp_webp_masks_match_python(app, python_seg, tmp_path):
     Image.fromarray((grey.astype(np.uint16) * 200 + 300).astype(np.uint16)).save(paths[0])
     Image.fromarray(grey).save(paths[1])
     Image.fromarray(grey).convert("RGB").save(paths[2], lossless=True)
-    before = app.locator("li.result").count()
-    app.set_input_files("#files", [str(p) for p in paths])
-    _wait_all(app, before + len(paths))
-    for index, path in enumerate(paths):
-        item = app.locator("li.result").nth(before + index)
-        assert item.get_attribute("data-status") == "done", item.inner_text()
-        with app.expect_download() as info:
-            item.locator("button.download").click()
-        info.value.save_as(tmp_path / f"m{index}.png")
-        mask = np.asarray(Image.open(tmp_path / f"m{index}.png")) > 0
+    for path, mask in _downloaded_masks(app, paths, tmp_path):
         assert eb.iou(mask, python_seg.predict(path)) >= 0.999, path.name
 
 
