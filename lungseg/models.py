@@ -9,12 +9,17 @@ input's own size; resizing and VGG preprocessing are layers of the model (lungse
 - ``context``: the default. Frozen VGG19 features at three scales (block1_conv2,
   block2_conv2, block3_conv1) and a light decoder: a dilated-convolution context module and a
   pooled branch at 1/4 and 1/16 scale tell lung from other dark regions, then 1x1 projections
-  of the finer VGG maps sharpen the boundary on the way up to full resolution.
+  of the finer VGG maps sharpen the boundary on the way up to full resolution. Each X-ray's
+  intensities are standardised to those of a typical training X-ray first (layers.Preprocess).
 """
 import keras
 
 from .backbone import vgg19_features
 from .layers import Preprocess, Resize, ResizeLike
+
+#: Mean and standard deviation of a COVID-QU-Ex Train X-ray's grey levels at 192 px (the means
+#: over its 3728 X-rays: 135.4 and 56.1); the context model standardises every X-ray to them.
+TRAIN_INTENSITY = (135.0, 56.0)
 
 
 def _image_input() -> keras.KerasTensor:
@@ -43,7 +48,7 @@ def build_context(input_size: int = 192, width: int = 64) -> keras.Model:
     """The default model: VGG19 features at 1, 1/2 and 1/4 scale with a context decoder."""
     s = input_size
     image = _image_input()
-    f1, f2, f3 = vgg19_features(Preprocess(s, name="preprocess")(image),
+    f1, f2, f3 = vgg19_features(Preprocess(s, TRAIN_INTENSITY, name="preprocess")(image),
                                 ("block1_conv2", "block2_conv2", "block3_conv1"))
     # Context at 1/4 scale: residual dilated convolutions see a wide part of the chest.
     c = _conv(f3, width, 1, "ctx_in")

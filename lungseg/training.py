@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from tqdm.keras import TqdmCallback
 
 from . import bundle, losses, metrics, plots
-from .augment import make_augmenter
+from .augment import AUGMENTATION, make_augmenter
 from .backbone import load_vgg19_weights
 from .datasets import Sample, find_samples, holdout_split
 from .imageio import read_image
@@ -141,8 +141,11 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
     if history:
         model = keras.models.load_model(last)
         log.info("resuming %s after epoch %d", last, len(history))
-    elif fine_tune:
-        model, _ = bundle.load(fine_tune)
+    elif fine_tune:  # today's architecture (e.g. with intensity standardisation), its weights
+        model = ARCHITECTURES[architecture]()
+        for layer in bundle.load(fine_tune)[0].layers:
+            if layer.weights:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
         for layer in model.layers:
             layer.trainable = True
         log.info("fine-tuning %s with its VGG19 layers unfrozen", fine_tune)
@@ -179,7 +182,7 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "training_seconds": round(sum(r["seconds"] for r in history)),
         "this_run_seconds": round(time.time() - started),
         "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-        "augmentation": "rotation, zoom, shift, gamma, contrast, brightness",
+        "augmentation": AUGMENTATION,
     }
     if folds:
         summary["held_out"] = {"folds": folds, "holdout": holdout or 0, "seed": seed}
