@@ -1,12 +1,15 @@
 """How a model holds up under the degradations real devices and exports make, and on another hospital.
 
-    .venv/bin/python bench/robustness.py [--model DIR] [--limit N] [--out reports/robustness]
+    .venv/bin/python bench/robustness.py [--model DIR ...] [--limit N] [--out reports/robustness]
+        [--update-card]
 
 Scores the model on COVID-QU-Ex Val as it is and under each of lungseg.perturb.PERTURBATIONS
 (washed-out, under-exposed, gamma 0.5/2, noise sigma 8, blur sigma 2, JPEG quality 10, downscale
 to 128 px and back, rotation 5-10 degrees, a crop of 10-25% at one side; seeded per X-ray), and on
-../shared/data/shenzhen (a hospital it never saw). Prints a Markdown table: mean Dice, the drop
-from clean, the worst 5% mean Dice, precision and recall; writes it with per-image rows to --out.
+../shared/data/shenzhen (a hospital it never saw). Prints a Markdown table per model (mean Dice,
+the drop from clean, the worst 5% mean Dice, precision and recall) and, for several --model,
+their Dice and drops side by side; writes them with per-image rows to --out. --update-card
+stores each model's table in its card ("robustness"), beside what it was trained to withstand.
 """
 from __future__ import annotations
 
@@ -44,32 +47,73 @@ def summary(rows: list[dict]) -> dict:
             "recall": float(np.mean([r["recall"] for r in rows]))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=bundle.DEFAULT_MODEL)
-    parser.add_argument("--limit", type=int, help="first N Val X-rays only")
-    parser.add_argument("--out", type=Path, default=Path("reports/robustness"))
-    args = parser.parse_args()
-    seg = Segmenter.load(args.model)
-    val = find_samples(SHARED / "covidqu-ex" / "Val")[: args.limit]
+def model_table(seg: Segmenter, val, shenzhen) -> dict[str, list[dict]]:
+    """Per-image rows of ``seg`` on clean Val, each perturbation of it, and Shenzhen."""
     results = {"clean": score_set(seg, val)}
     for name, perturbation in PERTURBATIONS.items():
         results[name] = score_set(seg, val, perturbation)
-    if (SHARED / "shenzhen").is_dir():
-        results["shenzhen (clean)"] = score_set(seg, find_samples(SHARED / "shenzhen"))
-    table = {name: summary(rows) for name, rows in results.items()}
+    if shenzhen:
+        results["shenzhen (clean)"] = score_set(seg, shenzhen)
+    return results
+
+
+def markdown(title: str, table: dict[str, dict]) -> list[str]:
     clean = table["clean"]["dice"]
-    lines = [f"Model `{seg.name}` ({args.model}); Val {len(val)} X-rays", "",
-             "| set | images | Dice | drop from clean | worst 5% | precision | recall |",
+    lines = [title, "", "| set | images | Dice | drop from clean | worst 5% | precision | recall |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, s in table.items():
         drop = "" if name.startswith("shenzhen") or name == "clean" else f"{s['dice'] - clean:+.4f}"
         lines.append(f"| {name} | {s['images']} | {s['dice']:.4f} | {drop} | {s['worst_5pct']:.4f} | "
                      f"{s['precision']:.4f} | {s['recall']:.4f} |")
+    return lines + [""]
+
+
+def side_by_side(tables: dict[str, dict]) -> list[str]:
+    """Dice (drop from clean) and worst 5% of each model, one column pair per model."""
+    names = list(tables)
+    lines = ["| set | " + " | ".join(f"{n}: Dice (drop) | {n}: worst 5%" for n in names) + " |",
+             "|---|" + "---:|---:|" * len(names)]
+    for row in tables[names[0]]:
+        cells = []
+        for n in names:
+            s, clean = tables[n][row], tables[n]["clean"]["dice"]
+            drop = "" if row.startswith("shenzhen") or row == "clean" else f" ({s['dice'] - clean:+.4f})"
+            cells += [f"{s['dice']:.4f}{drop}", f"{s['worst_5pct']:.4f}"]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="saved model folder; repeat to compare "
+                        "(default: the packaged default)")
+    parser.add_argument("--limit", type=int, help="first N Val X-rays only")
+    parser.add_argument("--out", type=Path, default=Path("reports/robustness"))
+    parser.add_argument("--update-card", action="store_true",
+                        help="store each model's table in its card (robustness)")
+    args = parser.parse_args()
+    val = find_samples(SHARED / "covidqu-ex" / "Val")[: args.limit]
+    shenzhen = find_samples(SHARED / "shenzhen") if (SHARED / "shenzhen").is_dir() else []
+    tables, lines, rows = {}, [], {}
+    for folder in args.model or [str(bundle.DEFAULT_MODEL)]:
+        seg = Segmenter.load(folder)
+        label = Path(folder).as_posix()
+        rows[label] = model_table(seg, val, shenzhen)
+        tables[label] = {name: summary(r) for name, r in rows[label].items()}
+        lines += markdown(f"Model `{seg.name} {seg.card.get('version', '')}` ({label}); Val {len(val)} X-rays",
+                          tables[label])
+        if args.update_card:
+            card = bundle.read_card(folder)
+            card["robustness"] = {"trained_to_withstand": card.get("training", {}).get("augmentation", ""),
+                                  "benchmark": "bench/robustness.py (lungseg.perturb)",
+                                  "dice": {name: round(t["dice"], 4) for name, t in tables[label].items()}}
+            bundle.write_card(card, bundle.resolve(folder))
+    if len(tables) > 1:
+        lines += side_by_side(tables)
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "robustness.md").write_text("\n".join(lines) + "\n")
-    (args.out / "robustness.json").write_text(json.dumps({"summary": table, "images": results}, indent=0))
+    (args.out / "robustness.md").write_text("\n".join(lines))
+    (args.out / "robustness.json").write_text(json.dumps({"summary": tables, "images": rows}, indent=0))
 
 
 if __name__ == "__main__":

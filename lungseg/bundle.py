@@ -73,6 +73,11 @@ def render_card(card: dict) -> str:
         lines += ["", "## Quality estimate", "",
                   f"- estimated Dice from {', '.join(card['quality']['features'])} (ridge on logit Dice)",
                   f"- warning below {card['quality']['warn_below']}"] + _bullets({"fitted on": fitted})
+    if "robustness" in card:
+        robust = card["robustness"]
+        lines += ["", "## Robustness", "", f"- trained to withstand: {robust['trained_to_withstand']}",
+                  f"- scored by: {robust['benchmark']}", "", "| set | Dice |", "|---|---:|"]
+        lines += [f"| {name} | {dice:.4f} |" for name, dice in robust["dice"].items()]
     if "metrics" in card:
         lines += ["", f"## Metrics ({card['metrics'].get('data', '')})", "",
                   "| metric | value |", "|---|---:|"]
