@@ -17,7 +17,7 @@ setup: .venv/.installed web/vendor/.installed
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps -e .
+	$(PIP) install -q -e ".[ray]" -c requirements.txt   # with the Ray engine's extra; the pins kept
 	touch $@
 
 web/vendor/.installed: web/package.json web/package-lock.json web/scripts/vendor.mjs

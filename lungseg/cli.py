@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -36,7 +37,7 @@ def _train(args) -> int:
                     backbone_weights=args.backbone_weights, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
                     limit=args.limit, seed=args.seed, fine_tune=args.fine_tune,
-                    folds=args.folds, holdout=args.holdout)
+                    folds=args.folds, holdout=args.holdout, strategy=args.strategy)
     print(f"best epoch {summary['best_epoch']}/{summary['epochs']}, "
           f"val Dice {summary['val_dice_at_best']}, {summary['training_seconds']} s of training; "
           f"model in {Path(args.out) / 'best'}")
@@ -81,10 +82,28 @@ def _fit_quality(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
+def _segment(args, jobs, existing: str):
+    """Run the jobs on the engine asked for: plain (this process) or Ray."""
+    options = dict(threshold=args.threshold, overlay=not args.no_overlay, existing=existing,
+                   min_quality=args.min_quality, labels=args.labels)
+    if args.engine == "ray":
+        from . import ray_engine
+        return ray_engine.run(jobs, args.out, args.model, workers=args.workers, address=args.address,
+                              **options)
     from tqdm.auto import tqdm
 
-    from .batch import BatchError, plan, run
+    from .batch import run
+    _import_tensorflow(args.verbose)
+    from .inference import Segmenter
+    return run(jobs, args.out, Segmenter.load(args.model),
+               progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2), **options)
+
+
+def _predict(args) -> int:
+    from .batch import BatchError, plan
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:
+        print('error: --engine ray needs Ray: pip install "lungseg[ray]"', file=sys.stderr)
+        return 2
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
     try:
         jobs = plan(args.inputs, args.out, recursive=args.recursive, overlay=not args.no_overlay,
@@ -92,12 +111,7 @@ def _predict(args) -> int:
     except BatchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    _import_tensorflow(args.verbose)
-    from .inference import Segmenter
-    segmenter = Segmenter.load(args.model)
-    summary = run(jobs, args.out, segmenter, threshold=args.threshold, overlay=not args.no_overlay,
-                  existing=existing, min_quality=args.min_quality, labels=args.labels,
-                  progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2))
+    summary = _segment(args, jobs, existing)
     for row in summary.rows:
         if row["status"] == "error":
             print(f"error: {row['message']}", file=sys.stderr)
@@ -142,6 +156,10 @@ def parser() -> argparse.ArgumentParser:
                    "out (--holdout), to score the model out of sample on it")
     p.add_argument("--holdout", type=int, default=0, help="the part left out (0 .. folds-1)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="tf.distribute: mirrored = every GPU of this machine; multiworker = the "
+                        "machines in TF_CONFIG (run the same command on each); --batch-size is the "
+                        "global batch, split across the devices")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("evaluate", parents=[common], help="score a model on a labelled dataset")
@@ -173,8 +191,8 @@ def parser() -> argparse.ArgumentParser:
                     "for every X-ray, mirroring sub-folders, plus manifest.csv (one row per input: "
                     "outputs, status, message). Inputs are never overwritten; outputs that exist "
                     "stop the run unless --skip-existing or --overwrite is given.")
-    p.add_argument("inputs", nargs="+", help="image files or folders (folders: their images at the "
-                   "top level; all levels with --recursive)")
+    p.add_argument("inputs", nargs="+", help="image files or folders, paths or URIs (s3://, gs://, "
+                   "file://...; folders: their images at the top level; all levels with --recursive)")
     p.add_argument("--out", required=True, help="output folder (not an input folder)")
     p.add_argument("--recursive", "-r", action="store_true", help="search folders' sub-folders too")
     existing = p.add_mutually_exclusive_group()
@@ -189,6 +207,13 @@ def parser() -> argparse.ArgumentParser:
                    "(1 = the patient's right lung, 2 = left lung); DICOM-SEG outputs get two segments")
     p.add_argument("--min-quality", type=float, metavar="Q",
                    help="count masks whose estimated Dice is below Q as failures (exit code 1)")
+    p.add_argument("--engine", choices=("plain", "ray"), default="plain",
+                   help="plain: this process, one X-ray after the other; ray: Ray Data (decoding "
+                        "in parallel tasks, a pool of model actors), needs lungseg[ray]")
+    p.add_argument("--address", help="--engine ray: the Ray cluster to use (e.g. auto, "
+                   "ray://head:10001; default: an embedded local Ray on this machine)")
+    p.add_argument("--workers", type=int, metavar="N", help="--engine ray: model actors "
+                   "(default: one per GPU of the cluster, else one per node)")
     p.set_defaults(run=_predict)
     return top
 

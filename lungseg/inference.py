@@ -125,7 +125,13 @@ class Segmenter:
         of higher quality, which is used with an "inverted" warning.
         """
         images = list(images)
-        inputs = [read_input(i, n) for i, n in zip(images, names or [None] * len(images))]
+        return self.analyze_read([read_input(i, n) for i, n in zip(images, names or [None] * len(images))],
+                                 threshold, batch_size)
+
+    def analyze_read(self, inputs: list[tuple[np.ndarray, DicomImage | None]],
+                     threshold: float | None = None, batch_size: int = 8) -> list[Analysis]:
+        """``analyze_batch`` for inputs already read by ``imageio.read_input`` (e.g. in other
+        processes, as ``lungseg.ray_engine`` does)."""
         arrays = [array for array, _ in inputs]
         results = []
         for (array, dicom), proba in zip(inputs, self.predict_proba_batch(arrays, batch_size)):

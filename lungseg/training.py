@@ -9,6 +9,7 @@ Writes into ``--out``: ``checkpoints/last.keras`` every epoch (a rerun resumes f
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -38,8 +39,25 @@ DEFAULTS = {  # per architecture: epochs, batch size, learning rate, loss
 FINE_TUNE = dict(epochs=2, learning_rate=1e-4)  # second stage: the VGG layers train too
 THRESHOLD = 0.5
 POSTPROCESS = {"keep_largest": 2, "fill_holes": True}
+STRATEGIES = ("default", "mirrored", "multiworker")
 LICENCE = ("weights trained by LungSeg's own pipeline (MIT, as the code); VGG19 ImageNet weights "
            "by Oxford VGG, CC BY 4.0; training data under its own terms (see the dataset page)")
+
+
+@functools.cache
+def distribution(strategy: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy named: "default" (one device), "mirrored" (every GPU of this
+    machine, or its logical CPU devices when it has none) or "multiworker" (the machines TF_CONFIG
+    lists, each with its GPUs); the batch size given to ``train`` is split across the replicas.
+    One per process: TF's collectives expect a process to keep its strategy."""
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")])
+    if strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if strategy == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"strategy must be one of {STRATEGIES}")
 
 
 def load_arrays(samples: list[Sample], size: int = TRAIN_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -105,14 +123,16 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
           learning_rate: float | None = None, limit: int | None = None,
           val_limit: int | None = 120, seed: int = SEED, name: str | None = None,
           fine_tune: str | Path | None = None, folds: int | None = None,
-          holdout: int | None = None) -> dict:
+          holdout: int | None = None, strategy: str = "default") -> dict:
     """Train ``architecture`` on ``data`` (validating on ``val``), resuming from ``out`` if it holds a run.
 
     With ``fine_tune`` (a saved model folder), start from that model instead and train its
     VGG19 layers too, at a lower learning rate. Returns the summary (best epoch, validation
     figures, time) also written to the card. With ``folds`` and ``holdout``, part ``holdout`` of
     ``folds`` seeded parts of ``data`` is left out (datasets.holdout_split), so the model can be
-    scored out of sample on it (the quality estimate is fitted that way).
+    scored out of sample on it (the quality estimate is fitted that way). ``strategy`` trains on
+    several devices (``distribution``); with "multiworker", workers other than the chief write
+    their run into ``out/worker-<index>``.
     """
     if fine_tune:
         architecture = bundle.read_card(fine_tune)["architecture"]
@@ -120,7 +140,10 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
     epochs = epochs or settings["epochs"]
     batch_size = batch_size or settings["batch_size"]
     learning_rate = learning_rate or settings["learning_rate"]
+    distributed = distribution(strategy)
     out = Path(out)
+    if not distributed.extended.should_checkpoint:
+        out = out / f"worker-{distributed.cluster_resolver.task_id}"
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
 
@@ -138,25 +161,26 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
 
     history_path, last = out / "history.json", out / "checkpoints" / "last.keras"
     history = json.loads(history_path.read_text()) if history_path.exists() and last.exists() else []
-    if history:
-        model = keras.models.load_model(last)
-        log.info("resuming %s after epoch %d", last, len(history))
-    elif fine_tune:  # today's architecture (e.g. with intensity standardisation), its weights
-        model = ARCHITECTURES[architecture]()
-        for layer in bundle.load(fine_tune)[0].layers:
-            if layer.weights:
-                model.get_layer(layer.name).set_weights(layer.get_weights())
-        for layer in model.layers:
-            layer.trainable = True
-        log.info("fine-tuning %s with its VGG19 layers unfrozen", fine_tune)
-    else:
-        model = ARCHITECTURES[architecture]()
-        load_vgg19_weights(model, backbone_weights)
-    if not history:
-        steps = epochs * int(np.ceil(len(train_x) / batch_size))
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=getattr(losses, settings["loss"]))
+    with distributed.scope():   # the model's variables mirrored on every replica
+        if history:
+            model = keras.models.load_model(last)
+            log.info("resuming %s after epoch %d", last, len(history))
+        elif fine_tune:  # today's architecture (e.g. with intensity standardisation), its weights
+            model = ARCHITECTURES[architecture]()
+            for layer in bundle.load(fine_tune)[0].layers:
+                if layer.weights:
+                    model.get_layer(layer.name).set_weights(layer.get_weights())
+            for layer in model.layers:
+                layer.trainable = True
+            log.info("fine-tuning %s with its VGG19 layers unfrozen", fine_tune)
+        else:
+            model = ARCHITECTURES[architecture]()
+            load_vgg19_weights(model, backbone_weights)
+        if not history:
+            steps = epochs * int(np.ceil(len(train_x) / batch_size))
+            schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
+            model.compile(optimizer=keras.optimizers.Adam(schedule),
+                          loss=getattr(losses, settings["loss"]))
 
     callbacks = [TqdmCallback(verbose=1)]
     if val_samples:

@@ -1,0 +1,131 @@
+"""Segment an archive on Ray Data: the engine behind ``lungseg predict --engine ray``.
+
+    from lungseg.batch import plan
+    from lungseg.ray_engine import run
+    summary = run(plan(["scans/"], "masks/", recursive=True), "masks/", workers=2)
+
+The jobs, output names, existing-output rule, outputs and manifest rows are lungseg.batch's:
+the driver settles the jobs that need no model (planning errors, outputs kept with "skip");
+Ray tasks read and decode the others in parallel (paths, or URIs through lungseg.sources); a
+pool of actors, each with one loaded model (and a GPU where the cluster has them), segments
+them in batches and writes each input's outputs with ``batch.Writer`` where it runs, so masks
+and overlays never travel back; the driver gathers the rows and writes ``manifest.csv`` in plan
+order, also when interrupted (rerun with ``existing="skip"`` to finish). On a cluster, ``out``
+must be a folder every node can write (a shared filesystem).
+
+Without ``address`` an embedded local Ray is started on this machine for the run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from . import bundle, rules, sources
+from .batch import Job, Summary, Writer, error_row, previous_rows, write_manifest
+from .imageio import read_input
+
+BATCH = 8   # X-rays per model call in an actor
+#: Memory a decode task reserves: the largest accepted image, decoded (16-bit stretched in float64,
+#: then 3 channels of uint8). It keeps parallel decodes within a node's memory, and, as the model
+#: actors reserve none, it keeps Ray Data from fusing decoding into the actors.
+DECODE_MEMORY = rules.MAX_PIXELS * 12
+
+
+def _decode(item: dict) -> dict:
+    """Read and decode one input (a Ray task): its pixels and DICOM facts, or its error row."""
+    try:
+        array, dicom = read_input(sources.fetch(item["read"]), item["source"])
+        return {**item, "image": array, "dicom": pickle.dumps(dicom), "row": ""}
+    except Exception as err:  # noqa: BLE001  (a bad file is a row of the manifest)
+        row = error_row(Job(item["source"], Path(item["name"])), err)
+        return {**item, "image": np.zeros((1, 1, 3), np.uint8), "dicom": b"", "row": json.dumps(row)}
+
+
+class _Segment:
+    """An actor of the pool: one loaded model; segments a batch and writes its outputs."""
+
+    def __init__(self, model: str | None, writer: Writer, threshold: float | None):
+        from .inference import Segmenter
+
+        self.segmenter = Segmenter.load(model or bundle.DEFAULT_MODEL)   # the node's own copy
+        self.writer, self.threshold = writer, threshold
+
+    def _analyses(self, decoded: list) -> list[Callable]:
+        """The analyses of a batch; one by one if the batch fails, so a bad input fails alone."""
+        try:
+            return [lambda r=r: r for r in self.segmenter.analyze_read(decoded, self.threshold, BATCH)]
+        except Exception:  # noqa: BLE001
+            return [lambda d=d: self.segmenter.analyze_read([d], self.threshold)[0] for d in decoded]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = list(batch["row"])
+        todo = [i for i, row in enumerate(rows) if not row]
+        analyses = self._analyses([(batch["image"][i], pickle.loads(batch["dicom"][i])) for i in todo])
+        for i, analyze in zip(todo, analyses):
+            job = Job(str(batch["source"][i]), Path(str(batch["name"][i])))
+            rows[i] = json.dumps(self.writer.segmented(job, self.segmenter, analyze))
+        return {"index": batch["index"], "row": np.array(rows, dtype=object)}
+
+
+@contextmanager
+def _ray(address: str | None) -> Iterator[None]:
+    """Connect to the cluster at ``address``, or start an embedded local Ray (unless one runs)."""
+    started = not ray.is_initialized()
+    if started:
+        local = {} if address else {"num_cpus": os.cpu_count(), "include_dashboard": False}
+        warnings.filterwarnings("ignore", "Tip: In future versions of Ray", FutureWarning)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **local)
+    context = ray.data.DataContext.get_current()      # (imports ray.data, which sets its logging)
+    context.enable_operator_progress_bars = context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _pool_size(workers: int | None) -> tuple[int, int]:
+    """Actors and GPUs per actor: ``workers`` (default: one per GPU, else one per node)."""
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    nodes = sum(node["Alive"] for node in ray.nodes())
+    return workers or gpus or nodes, 1 if gpus else 0
+
+
+def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MODEL,
+        threshold: float | None = None, overlay: bool = True, existing: str = "error",
+        min_quality: float | None = None, labels: bool = False, workers: int | None = None,
+        address: str | None = None) -> Summary:
+    """``batch.run`` on Ray: the same outputs and manifest; ``workers`` model actors, on the
+    cluster at ``address`` (e.g. "auto" or "ray://host:10001") or an embedded local Ray."""
+    writer = Writer(Path(out).absolute(), overlay, labels, min_quality)
+    shipped = None if Path(model) == bundle.DEFAULT_MODEL else str(Path(model).absolute())
+    previous = previous_rows(Path(out), existing)
+    rows = [writer.settled(job, existing, previous) for job in jobs]
+    items = [{"index": i, "source": str(job.source), "name": str(job.name),
+              "read": str(job.source) if sources.is_uri(job.source) else str(Path(job.source).absolute())}
+             for i, (job, row) in enumerate(zip(jobs, rows)) if row is None]
+    try:
+        if items:
+            with _ray(address):
+                actors, gpus = _pool_size(workers)
+                decoded = ray.data.from_items(items).map(_decode, memory=DECODE_MEMORY)
+                results = decoded.map_batches(
+                    _Segment, fn_constructor_kwargs={"model": shipped, "writer": writer, "threshold": threshold},
+                    batch_size=BATCH, batch_format="numpy", concurrency=actors, num_gpus=gpus)
+                for result in results.iter_rows():
+                    rows[result["index"]] = json.loads(result["row"])
+    finally:
+        done = [row for row in rows if row]
+        if done:
+            write_manifest(Path(out), done)
+    return Summary(done)
