@@ -1,11 +1,11 @@
 """Training-time augmentation of raw X-rays and their masks (tf.data, seeded).
 
-Geometry (small rotations, scales, shifts, a one-sided crop) moves image and mask together;
-photometry changes the image alone, in the order a device and an export chain would: exposure
-(gamma, contrast, brightness, the grey range squeezed into a band), then loss of detail (blur or
-a low-resolution copy), sensor noise and lossy compression, then 8-bit rounding. Each
-degradation is drawn at random over a range wider than lungseg.perturb's benchmark settings, so
-the model learns to ignore them rather than one setting of each.
+Geometry (small rotations, scales, shifts) moves image and mask together; photometry (gamma,
+contrast, brightness) changes the image alone. With ``robust``, also what devices and exports do,
+in their order: a one-sided crop, a wider gamma range, the grey range squeezed into a band, loss
+of detail (blur or a low-resolution copy), sensor noise, lossy compression, then 8-bit rounding;
+each drawn at random over a range wider than lungseg.perturb's benchmark settings, so a model
+learns to ignore them rather than one setting of each.
 """
 import math
 
@@ -15,21 +15,23 @@ import tensorflow as tf
 ROTATION = 10 / 360   # +-10 degrees, as a fraction of a full turn
 ZOOM = 0.12           # +-12 % scale
 SHIFT = 0.06          # +-6 % of the side
-GAMMA = (0.45, 2.2)   # log-uniform
+GAMMA = (0.7, 1.4)    # log-uniform
 CONTRAST = (0.75, 1.25)
 BRIGHTNESS = 20.0     # +- on the 0-255 scale
-#: Each degradation's chance and range.
+#: With ``robust``: a wider gamma range, and each degradation's chance and range.
+ROBUST_GAMMA = (0.45, 2.2)
 CROP = (0.15, (0.05, 0.25))       # a fraction of the side cut off at one side, stretched back
 BAND = (0.25, (0.15, 1.0))        # the grey range squeezed into a band this wide, anywhere in 0-255
 BLUR = (0.15, (0.5, 2.5))         # Gaussian sigma in pixels
 LOW_RES = (0.15, (0.35, 0.75))    # down to this fraction of the side and back up
 NOISE = (0.25, (2.0, 12.0))       # Gaussian sigma in grey levels
 JPEG = (0.2, (8, 60))             # JPEG quality
-AUGMENTATION = ("rotation, zoom, shift, one-sided crop; gamma, contrast, brightness, grey range "
-                "squeezed into a band, blur, low resolution, noise, JPEG; 8-bit rounding")
+AUGMENTATION = "rotation, zoom, shift, gamma, contrast, brightness"
+ROBUST_AUGMENTATION = ("rotation, zoom, shift, one-sided crop; gamma 0.45-2.2, contrast, brightness, "
+                       "grey range squeezed into a band, blur, low resolution, noise, JPEG; 8-bit rounding")
 
 
-def make_augmenter(seed: int):
+def make_augmenter(seed: int, robust: bool = False):
     """Return a function (image uint8 HxWx3, mask float HxWx1) -> augmented (float image, mask)."""
     geometry = keras.Sequential([
         keras.layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed),
@@ -86,14 +88,18 @@ def make_augmenter(seed: int):
     def augment(image, mask):
         image = tf.cast(image, tf.float32)
         both = geometry(tf.concat([image, mask], axis=-1), training=True)
-        both = maybe(CROP[0], crop, both)
+        if robust:
+            both = maybe(CROP[0], crop, both)
         image, mask = both[..., :3], tf.cast(both[..., 3:] > 0.5, tf.float32)
-        gamma = tf.exp(uniform(math.log(GAMMA[0]), math.log(GAMMA[1])))
+        low, high = ROBUST_GAMMA if robust else GAMMA
+        gamma = tf.exp(uniform(math.log(low), math.log(high))) if robust else uniform(low, high)
         contrast = uniform(*CONTRAST)
         brightness = uniform(-BRIGHTNESS, BRIGHTNESS)
         image = 255.0 * tf.pow(tf.clip_by_value(image, 0.0, 255.0) / 255.0, gamma)
         mean = tf.reduce_mean(image)
         image = tf.clip_by_value((image - mean) * contrast + mean + brightness, 0.0, 255.0)
+        if not robust:
+            return image, mask
         image = maybe(BAND[0], band, image)
         image = maybe(BLUR[0], blur, image)
         image = maybe(LOW_RES[0], low_res, image)

@@ -37,7 +37,8 @@ def _train(args) -> int:
                     backbone_weights=args.backbone_weights, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
                     limit=args.limit, seed=args.seed, fine_tune=args.fine_tune,
-                    folds=args.folds, holdout=args.holdout, strategy=args.strategy)
+                    folds=args.folds, holdout=args.holdout, strategy=args.strategy,
+                    robust=args.robust)
     print(f"best epoch {summary['best_epoch']}/{summary['epochs']}, "
           f"val Dice {summary['val_dice_at_best']}, {summary['training_seconds']} s of training; "
           f"model in {Path(args.out) / 'best'}")
@@ -156,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
                    "out (--holdout), to score the model out of sample on it")
     p.add_argument("--holdout", type=int, default=0, help="the part left out (0 .. folds-1)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--robust", action="store_true",
+                   help="standardise each X-ray's intensities inside the model and train on copies "
+                        "degraded as devices and exports do (crop, exposure, blur, noise, JPEG)")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
                    help="tf.distribute: mirrored = every GPU of this machine; multiworker = the "
                         "machines in TF_CONFIG (run the same command on each); --batch-size is the "

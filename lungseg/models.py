@@ -9,8 +9,10 @@ input's own size; resizing and VGG preprocessing are layers of the model (lungse
 - ``context``: the default. Frozen VGG19 features at three scales (block1_conv2,
   block2_conv2, block3_conv1) and a light decoder: a dilated-convolution context module and a
   pooled branch at 1/4 and 1/16 scale tell lung from other dark regions, then 1x1 projections
-  of the finer VGG maps sharpen the boundary on the way up to full resolution. Each X-ray's
-  intensities are standardised to those of a typical training X-ray first (layers.Preprocess).
+  of the finer VGG maps sharpen the boundary on the way up to full resolution.
+
+Either can first standardise each X-ray's intensities to those of a typical training X-ray
+(``intensity=TRAIN_INTENSITY``, layers.Preprocess), as ``lungseg train --robust`` builds them.
 """
 import keras
 
@@ -18,7 +20,7 @@ from .backbone import vgg19_features
 from .layers import Preprocess, Resize, ResizeLike
 
 #: Mean and standard deviation of a COVID-QU-Ex Train X-ray's grey levels at 192 px (the means
-#: over its 3728 X-rays: 135.4 and 56.1); the context model standardises every X-ray to them.
+#: over its 3728 X-rays: 135.4 and 56.1); a robust model standardises every X-ray to them.
 TRAIN_INTENSITY = (135.0, 56.0)
 
 
@@ -26,10 +28,10 @@ def _image_input() -> keras.KerasTensor:
     return keras.Input((None, None, 3), name="image")
 
 
-def build_seed(input_size: int = 48) -> keras.Model:
+def build_seed(input_size: int = 48, intensity: tuple[float, float] | None = None) -> keras.Model:
     """The original per-pixel method: block1_conv2 -> Dense(512, tanh) -> Dropout -> Dense(2)."""
     image = _image_input()
-    (features,) = vgg19_features(Preprocess(input_size, name="preprocess")(image), ("block1_conv2",))
+    (features,) = vgg19_features(Preprocess(input_size, intensity, name="preprocess")(image), ("block1_conv2",))
     hidden = keras.layers.Conv2D(512, 1, activation="tanh", name="dense_512")(features)
     hidden = keras.layers.Dropout(0.3, name="dropout")(hidden)
     classes = keras.layers.Conv2D(2, 1, activation="softmax", name="dense_2")(hidden)
@@ -44,11 +46,12 @@ def _conv(x, filters: int, kernel: int, name: str, dilation: int = 1):
     return keras.layers.ReLU(name=name + "_relu")(x)
 
 
-def build_context(input_size: int = 192, width: int = 64) -> keras.Model:
+def build_context(input_size: int = 192, width: int = 64,
+                  intensity: tuple[float, float] | None = None) -> keras.Model:
     """The default model: VGG19 features at 1, 1/2 and 1/4 scale with a context decoder."""
     s = input_size
     image = _image_input()
-    f1, f2, f3 = vgg19_features(Preprocess(s, TRAIN_INTENSITY, name="preprocess")(image),
+    f1, f2, f3 = vgg19_features(Preprocess(s, intensity, name="preprocess")(image),
                                 ("block1_conv2", "block2_conv2", "block3_conv1"))
     # Context at 1/4 scale: residual dilated convolutions see a wide part of the chest.
     c = _conv(f3, width, 1, "ctx_in")

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from tqdm.keras import TqdmCallback
 
 from . import bundle, losses, metrics, plots
-from .augment import AUGMENTATION, make_augmenter
+from .augment import AUGMENTATION, ROBUST_AUGMENTATION, make_augmenter
 from .backbone import load_vgg19_weights
 from .datasets import Sample, find_samples, holdout_split
 from .imageio import read_image
-from .models import ARCHITECTURES
+from .models import ARCHITECTURES, TRAIN_INTENSITY
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
           learning_rate: float | None = None, limit: int | None = None,
           val_limit: int | None = 120, seed: int = SEED, name: str | None = None,
           fine_tune: str | Path | None = None, folds: int | None = None,
-          holdout: int | None = None, strategy: str = "default") -> dict:
+          holdout: int | None = None, strategy: str = "default", robust: bool = False) -> dict:
     """Train ``architecture`` on ``data`` (validating on ``val``), resuming from ``out`` if it holds a run.
 
     With ``fine_tune`` (a saved model folder), start from that model instead and train its
@@ -132,7 +132,9 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
     ``folds`` seeded parts of ``data`` is left out (datasets.holdout_split), so the model can be
     scored out of sample on it (the quality estimate is fitted that way). ``strategy`` trains on
     several devices (``distribution``); with "multiworker", workers other than the chief write
-    their run into ``out/worker-<index>``.
+    their run into ``out/worker-<index>``. With ``robust``, the model standardises each X-ray's
+    intensities (models.TRAIN_INTENSITY) and trains on degraded copies too (augment.py); a
+    fine-tune keeps the standardisation of the model it starts from.
     """
     if fine_tune:
         architecture = bundle.read_card(fine_tune)["architecture"]
@@ -165,16 +167,18 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         if history:
             model = keras.models.load_model(last)
             log.info("resuming %s after epoch %d", last, len(history))
-        elif fine_tune:  # today's architecture (e.g. with intensity standardisation), its weights
-            model = ARCHITECTURES[architecture]()
-            for layer in bundle.load(fine_tune)[0].layers:
+        elif fine_tune:  # today's architecture, with the weights of the model fine-tuned
+            source = bundle.load(fine_tune)[0]
+            model = ARCHITECTURES[architecture](
+                intensity=TRAIN_INTENSITY if robust else source.get_layer("preprocess").intensity)
+            for layer in source.layers:
                 if layer.weights:
                     model.get_layer(layer.name).set_weights(layer.get_weights())
             for layer in model.layers:
                 layer.trainable = True
             log.info("fine-tuning %s with its VGG19 layers unfrozen", fine_tune)
         else:
-            model = ARCHITECTURES[architecture]()
+            model = ARCHITECTURES[architecture](intensity=TRAIN_INTENSITY if robust else None)
             load_vgg19_weights(model, backbone_weights)
         if not history:
             steps = epochs * int(np.ceil(len(train_x) / batch_size))
@@ -194,7 +198,7 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
                                         mode="max" if val_samples else "min"),
     ]
     started = time.time()
-    model.fit(dataset(train_x, train_y, batch_size, make_augmenter(seed), shuffle_seed=seed),
+    model.fit(dataset(train_x, train_y, batch_size, make_augmenter(seed, robust), shuffle_seed=seed),
               epochs=epochs, initial_epoch=len(history), callbacks=callbacks, verbose=0)
 
     key = "val_dice" if val_samples else "loss"
@@ -206,7 +210,7 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
         "training_seconds": round(sum(r["seconds"] for r in history)),
         "this_run_seconds": round(time.time() - started),
         "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-        "augmentation": AUGMENTATION,
+        "augmentation": ROBUST_AUGMENTATION if robust else AUGMENTATION,
     }
     if folds:
         summary["held_out"] = {"folds": folds, "holdout": holdout or 0, "seed": seed}

@@ -11,7 +11,10 @@ from conftest import DATA, ROOT, requires_data, val_images
 from lungseg import bundle, losses
 from lungseg.backbone import load_vgg19_weights
 from lungseg.imageio import read_image
-from lungseg.models import ARCHITECTURES, build_context, build_seed
+from lungseg.augment import make_augmenter
+from lungseg.datasets import find_samples
+from lungseg.models import ARCHITECTURES, TRAIN_INTENSITY, build_context, build_seed
+from lungseg.perturb import PERTURBATIONS
 from lungseg.training import dataset, load_arrays, train
 
 WEIGHTS = ROOT.parent / "shared" / "weights" / "vgg19_imagenet_block1-3.npz"
@@ -34,6 +37,41 @@ def test_preprocessing_inside_the_model_matches_keras_vgg19():
     image = np.random.default_rng(1).uniform(0, 255, (1, 128, 96, 3)).astype(np.float32)
     expected = keras.applications.vgg19.preprocess_input(tf.image.resize(image, (64, 64)).numpy())
     np.testing.assert_allclose(np.asarray(preprocess(image)), expected, atol=1e-4)
+
+
+@requires_data
+def test_intensity_standardisation_ignores_linear_exposure_changes():
+    """A washed-out or under-exposed copy of a real X-ray (grey levels squeezed into a band, then
+    rounded to 8 bits) reaches VGG almost as the original does; without it, far from it."""
+    image = read_image(val_images(1)[0])
+    for intensity, most in ((TRAIN_INTENSITY, 3.0), (None, None)):
+        model = build_seed(input_size=64, intensity=intensity)
+        preprocess = keras.Model(model.input, model.get_layer("preprocess").output)
+        original = np.asarray(preprocess(image[None].astype(np.float32)))
+        for name in ("washed_out", "under_exposed"):
+            changed, _ = PERTURBATIONS[name](image, image[..., 0], None)
+            gap = np.abs(np.asarray(preprocess(changed[None].astype(np.float32))) - original)
+            if intensity:   # the band's 8-bit rounding is all that is left (a few grey levels)
+                assert gap.mean() < 1.0 and np.percentile(gap, 99) < most, (name, gap.mean())
+            else:
+                assert gap.mean() > 20, (name, gap.mean())
+
+
+@requires_data
+def test_robust_augmentation_degrades_images_and_keeps_masks_binary():
+    images, masks = load_arrays(find_samples(DATA / "Train")[:4])
+    batches = {robust: [b for b in dataset(np.repeat(images, 8, 0), np.repeat(masks, 8, 0), 32,
+                                           make_augmenter(7, robust), shuffle_seed=None)][0]
+               for robust in (False, True)}
+    for robust, (x, y) in batches.items():
+        x, y = x.numpy(), y.numpy()
+        assert x.shape == (32, 256, 256, 3) and x.min() >= 0 and x.max() <= 255
+        assert set(np.unique(y)) <= {0.0, 1.0} and 0.05 < y.mean() < 0.6
+    robust_x, basic_x = batches[True][0].numpy(), batches[False][0].numpy()
+    assert np.array_equal(robust_x, np.round(robust_x))           # 8-bit, as real inputs are
+    # Some copies lose most of their grey range (a band) or gain noise: wider spreads of contrast.
+    spreads = lambda x: np.percentile(x, 99, axis=(1, 2, 3)) - np.percentile(x, 1, axis=(1, 2, 3))
+    assert spreads(robust_x).min() < 0.6 * spreads(basic_x).min()
 
 
 def test_seed_model_is_the_original_method():
@@ -63,7 +101,6 @@ def test_vgg19_weights_load_from_the_npz_file():
 @requires_weights
 def test_real_training_steps_lower_the_loss():
     keras.utils.set_random_seed(0)
-    from lungseg.datasets import find_samples
     samples = find_samples(DATA / "Train")[::400][:8]
     images, masks = load_arrays(samples)
     model = build_context()
