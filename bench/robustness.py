@@ -57,13 +57,17 @@ def model_table(seg: Segmenter, val, shenzhen) -> dict[str, list[dict]]:
     return results
 
 
+def drop(name: str, table: dict[str, dict]) -> str:
+    """The set's Dice minus clean Val's; none for clean Val and Shenzhen (another dataset)."""
+    return "" if name.startswith("shenzhen") or name == "clean" else \
+        f"{table[name]['dice'] - table['clean']['dice']:+.4f}"
+
+
 def markdown(title: str, table: dict[str, dict]) -> list[str]:
-    clean = table["clean"]["dice"]
     lines = [title, "", "| set | images | Dice | drop from clean | worst 5% | precision | recall |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, s in table.items():
-        drop = "" if name.startswith("shenzhen") or name == "clean" else f"{s['dice'] - clean:+.4f}"
-        lines.append(f"| {name} | {s['images']} | {s['dice']:.4f} | {drop} | {s['worst_5pct']:.4f} | "
+        lines.append(f"| {name} | {s['images']} | {s['dice']:.4f} | {drop(name, table)} | {s['worst_5pct']:.4f} | "
                      f"{s['precision']:.4f} | {s['recall']:.4f} |")
     return lines + [""]
 
@@ -76,9 +80,9 @@ def side_by_side(tables: dict[str, dict]) -> list[str]:
     for row in tables[names[0]]:
         cells = []
         for n in names:
-            s, clean = tables[n][row], tables[n]["clean"]["dice"]
-            drop = "" if row.startswith("shenzhen") or row == "clean" else f" ({s['dice'] - clean:+.4f})"
-            cells += [f"{s['dice']:.4f}{drop}", f"{s['worst_5pct']:.4f}"]
+            change = drop(row, tables[n])
+            cells += [f"{tables[n][row]['dice']:.4f}" + (f" ({change})" if change else ""),
+                      f"{tables[n][row]['worst_5pct']:.4f}"]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines + [""]
 
