@@ -108,7 +108,7 @@ def main() -> None:
                           tables[label])
         if args.update_card:
             card = bundle.read_card(folder)
-            card["robustness"] = {"trained_to_withstand": card.get("training", {}).get("augmentation", ""),
+            card["robustness"] = {"trained_to_withstand": bundle.trained_to_withstand(card),
                                   "benchmark": "bench/robustness.py (lungseg.perturb)",
                                   "dice": {name: round(t["dice"], 4) for name, t in tables[label].items()}}
             bundle.write_card(card, bundle.resolve(folder))

@@ -8,6 +8,7 @@ card, so none of them is written twice.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 #: The committed models, shipped inside the package.
@@ -57,6 +58,17 @@ def write_card(card: dict, folder: str | Path) -> None:
     folder = Path(folder)
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     (folder / README_FILE).write_text(render_card(card))
+
+
+def trained_to_withstand(card: dict) -> str:
+    """Every augmentation the model saw, over all its training stages (a fine-tune's lineage)."""
+    seen, training = [], card.get("training", {})
+    while training:
+        for part in re.split(r"[,;] ", training.get("augmentation", "")):
+            if part and part not in seen:
+                seen.append(part)
+        training = training.get("started_from", {}).get("training", {})
+    return ", ".join(seen)
 
 
 def render_card(card: dict) -> str:

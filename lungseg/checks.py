@@ -75,7 +75,7 @@ def mask_warnings(feats: dict, quality: float, threshold: float) -> list[dict]:
     if feats["edge"] > LIMITS["edge_above"]:
         out.append(warning("cut_off"))
     if quality < threshold:
-        out.append(warning("low_quality", quality=f"{quality:.2f}", threshold=f"{threshold:.2f}"))
+        out.append(warning("low_quality", quality=f"{quality:.3f}", threshold=f"{threshold:.3f}"))
     return out
 
 

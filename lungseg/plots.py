@@ -75,7 +75,7 @@ def quality_scatter(rows: list[dict], warn_below: float, path: str | Path, title
     ax.scatter(dice[warned], estimate[warned], s=14, color="tab:red", marker="x", label="warned")
     low = min(0.8, float(dice.min()), float(estimate.min()))
     ax.plot([low, 1], [low, 1], color="grey", lw=0.8)
-    ax.axhline(warn_below, color="tab:red", lw=0.8, ls="--", label=f"warning below {warn_below:.2f}")
+    ax.axhline(warn_below, color="tab:red", lw=0.8, ls="--", label=f"warning below {warn_below:g}")
     ax.set(xlim=(low, 1), ylim=(low, 1), xlabel="true Dice", ylabel="estimated quality", title=title)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8, loc="lower right")

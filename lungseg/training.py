@@ -224,7 +224,9 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
     card = {
         "name": name or f"lungseg-{architecture}", "version": time.strftime("%Y.%m.%d"),
         "architecture": architecture, "input_size": int(best_model.get_layer("preprocess").size),
-        "input": "raw RGB pixels 0-255, any size (resized and VGG-normalised inside the model)",
+        "input": "raw RGB pixels 0-255, any size (resized, "
+                 + ("grey levels standardised per X-ray, " if best_model.get_layer("preprocess").intensity else "")
+                 + "and VGG-normalised inside the model)",
         "output": "lung probability per pixel at the input's size",
         "threshold": THRESHOLD, "postprocess": POSTPROCESS if architecture != "seed" else {},
         "backbone": "VGG19 (ImageNet weights); its layers as named in the model; "

@@ -57,6 +57,18 @@ def test_intensity_standardisation_ignores_linear_exposure_changes():
                 assert gap.mean() > 20, (name, gap.mean())
 
 
+def test_the_default_model_standardises_and_its_card_says_what_it_withstands():
+    model, card = bundle.load(bundle.DEFAULT_MODEL)
+    assert model.get_layer("preprocess").intensity == TRAIN_INTENSITY
+    assert "standardised" in card["input"]
+    withstand = bundle.trained_to_withstand(card)      # every stage of its lineage
+    assert {"rotation", "gamma", "noise", "JPEG", "one-sided crop"} <= set(withstand.split(", "))
+    assert card["robustness"]["trained_to_withstand"] == withstand
+    stages = {"training": {"augmentation": "zoom, gamma", "started_from": {"training": {
+        "augmentation": "noise; gamma, JPEG", "started_from": {"model": "a folder"}}}}}
+    assert bundle.trained_to_withstand(stages) == "zoom, gamma, noise, JPEG"
+
+
 @requires_data
 def test_robust_augmentation_degrades_images_and_keeps_masks_binary():
     images, masks = load_arrays(find_samples(DATA / "Train")[:4])

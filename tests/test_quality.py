@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from conftest import mask_of, requires_data, val_images
 from lungseg import checks, quality
@@ -35,15 +36,25 @@ def test_good_masks_of_real_xrays_get_no_warning(segmenter):
 
 
 @requires_data
-def test_a_whitened_xray_gets_a_lower_quality_and_a_cropped_one_a_warning(segmenter):
+def test_a_whitened_lung_gets_a_lower_quality_a_washed_out_export_a_warning(segmenter):
+    """A lung whitened as consolidation does (soft-tissue grey painted into it) spoils its mask, and
+    the estimate drops; a washed-out export (the grey range squeezed) does not spoil it, as the model
+    standardises exposure: same mask, same estimate, and a warning about the export. A crop that
+    cuts the lungs gets cut_off and a lower estimate."""
     path = val_images(1, "Normal")[0]
     image = np.asarray(Image.open(path).convert("RGB"))
     truth = (np.asarray(Image.open(mask_of(path))) > 0).astype(np.uint8)
+    lungs, _ = ndimage.label(truth)
+    one_lung = ndimage.gaussian_filter((lungs == 1).astype(float), 4)[..., None]
+    consolidated = (image * (1 - 0.8 * one_lung) + 200 * 0.8 * one_lung).astype(np.uint8)
     washed, _ = PERTURBATIONS["washed_out"](image, truth, np.random.default_rng(3))
     cropped = image[:, : image.shape[1] * 2 // 3]          # a third of the chest cut away
-    clean, whitened, cut = segmenter.analyze_batch([image, washed, cropped])
-    assert whitened.quality < clean.quality and "washed_out" in [w["code"] for w in whitened.warnings]
-    assert clean.warnings == [] and "cut_off" in [w["code"] for w in cut.warnings]
+    clean, whitened, export, cut = segmenter.analyze_batch([image, consolidated, washed, cropped])
+    assert clean.warnings == [] and score(truth, whitened.mask)["dice"] < score(truth, clean.mask)["dice"] - 0.01
+    assert whitened.quality < clean.quality - 0.01
+    assert "washed_out" in [w["code"] for w in export.warnings]
+    assert score(clean.mask, export.mask)["iou"] > 0.98 and abs(export.quality - clean.quality) < 0.01
+    assert "cut_off" in [w["code"] for w in cut.warnings] and cut.quality < clean.quality
 
 
 @requires_data

@@ -121,7 +121,7 @@ export function maskWarnings(rules, feats, quality, warnBelow) {
   if (feats.lungs === 2 && feats.balance < rules.checks.balance_below) out.push(warning(rules, "unbalanced"));
   if (feats.edge > rules.checks.edge_above) out.push(warning(rules, "cut_off"));
   if (quality < warnBelow) {
-    out.push(warning(rules, "low_quality", { quality: toFixedEven(quality, 2), threshold: toFixedEven(warnBelow, 2) }));
+    out.push(warning(rules, "low_quality", { quality: toFixedEven(quality, 3), threshold: toFixedEven(warnBelow, 3) }));
   }
   return out;
 }
