@@ -1,15 +1,17 @@
 """How a model holds up under the degradations real devices and exports make, and on another hospital.
 
     .venv/bin/python bench/robustness.py [--model DIR ...] [--limit N] [--out reports/robustness]
-        [--update-card]
+        [--warnings] [--update-card]
 
 Scores the model on COVID-QU-Ex Val as it is and under each of lungseg.perturb.PERTURBATIONS
 (washed-out, under-exposed, gamma 0.5/2, noise sigma 8, blur sigma 2, JPEG quality 10, downscale
 to 128 px and back, rotation 5-10 degrees, a crop of 10-25% at one side; seeded per X-ray), and on
 ../shared/data/shenzhen (a hospital it never saw). Prints a Markdown table per model (mean Dice,
 the drop from clean, the worst 5% mean Dice, precision and recall) and, for several --model,
-their Dice and drops side by side; writes them with per-image rows to --out. --update-card
-stores each model's table in its card ("robustness"), beside what it was trained to withstand.
+their Dice and drops side by side; writes them with per-image rows to --out. --warnings scores
+the masks Segmenter.analyze gives and counts how many poor ones (Dice < 0.90) and good ones
+(>= 0.95) got a warning. --update-card stores each model's table in its card ("robustness"),
+beside what it was trained to withstand.
 """
 from __future__ import annotations
 
@@ -28,32 +30,44 @@ from lungseg.perturb import PERTURBATIONS
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def score_set(seg: Segmenter, samples, perturbation=None, seed: int = 0) -> list[dict]:
-    """Per-image scores of ``seg`` on ``samples``, each degraded by ``perturbation`` if given."""
+def score_set(seg: Segmenter, samples, perturbation=None, seed: int = 0, warnings: bool = False) -> list[dict]:
+    """Per-image scores of ``seg`` on ``samples``, each degraded by ``perturbation`` if given; with
+    ``warnings``, of the masks ``Segmenter.analyze`` gives (as the CLI and the app do) and whether
+    each got a warning."""
     rows = []
     for index, sample in enumerate(tqdm(samples, desc=getattr(perturbation, "__name__", "clean"), leave=False)):
         image, truth = read_image(sample.image), sample.read_mask()
         if perturbation:
             image, truth = perturbation(image, truth, np.random.default_rng([seed, index]))
-        rows.append({"image": sample.name, **metrics.score(truth, at_truth_size(seg.predict(image), truth))})
+        if warnings:
+            result = seg.analyze(image)
+            mask, extra = result.mask, {"warned": bool(result.warnings)}
+        else:
+            mask, extra = seg.predict(image), {}
+        rows.append({"image": sample.name, **metrics.score(truth, at_truth_size(mask, truth)), **extra})
     return rows
 
 
 def summary(rows: list[dict]) -> dict:
     dice = np.sort([r["dice"] for r in rows])
-    return {"images": len(rows), "dice": float(dice.mean()),
-            "worst_5pct": float(dice[: max(1, len(dice) // 20)].mean()),
-            "precision": float(np.mean([r["precision"] for r in rows])),
-            "recall": float(np.mean([r["recall"] for r in rows]))}
+    table = {"images": len(rows), "dice": float(dice.mean()),
+             "worst_5pct": float(dice[: max(1, len(dice) // 20)].mean()),
+             "precision": float(np.mean([r["precision"] for r in rows])),
+             "recall": float(np.mean([r["recall"] for r in rows]))}
+    if "warned" in rows[0]:   # masks under Dice 0.90 that got a warning, and good ones (>= 0.95) that did
+        for name, keep in (("poor_warned", lambda d: d < 0.90), ("good_warned", lambda d: d >= 0.95)):
+            chosen = [r["warned"] for r in rows if keep(r["dice"])]
+            table[name] = f"{sum(chosen)}/{len(chosen)}"
+    return table
 
 
-def model_table(seg: Segmenter, val, shenzhen) -> dict[str, list[dict]]:
+def model_table(seg: Segmenter, val, shenzhen, warnings: bool = False) -> dict[str, list[dict]]:
     """Per-image rows of ``seg`` on clean Val, each perturbation of it, and Shenzhen."""
-    results = {"clean": score_set(seg, val)}
+    results = {"clean": score_set(seg, val, warnings=warnings)}
     for name, perturbation in PERTURBATIONS.items():
-        results[name] = score_set(seg, val, perturbation)
+        results[name] = score_set(seg, val, perturbation, warnings=warnings)
     if shenzhen:
-        results["shenzhen (clean)"] = score_set(seg, shenzhen)
+        results["shenzhen (clean)"] = score_set(seg, shenzhen, warnings=warnings)
     return results
 
 
@@ -64,11 +78,14 @@ def drop(name: str, table: dict[str, dict]) -> str:
 
 
 def markdown(title: str, table: dict[str, dict]) -> list[str]:
-    lines = [title, "", "| set | images | Dice | drop from clean | worst 5% | precision | recall |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    warned = "poor_warned" in table["clean"]
+    lines = [title, "", "| set | images | Dice | drop from clean | worst 5% | precision | recall |"
+             + (" Dice < 0.90 warned | Dice >= 0.95 warned |" if warned else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if warned else "")]
     for name, s in table.items():
         lines.append(f"| {name} | {s['images']} | {s['dice']:.4f} | {drop(name, table)} | {s['worst_5pct']:.4f} | "
-                     f"{s['precision']:.4f} | {s['recall']:.4f} |")
+                     f"{s['precision']:.4f} | {s['recall']:.4f} |"
+                     + (f" {s['poor_warned']} | {s['good_warned']} |" if warned else ""))
     return lines + [""]
 
 
@@ -93,6 +110,9 @@ def main() -> None:
                         "(default: the packaged default)")
     parser.add_argument("--limit", type=int, help="first N Val X-rays only")
     parser.add_argument("--out", type=Path, default=Path("reports/robustness"))
+    parser.add_argument("--warnings", action="store_true",
+                        help="score the masks Segmenter.analyze gives (as the CLI and the app) and count "
+                        "those under Dice 0.90 (and >= 0.95) that get a warning")
     parser.add_argument("--update-card", action="store_true",
                         help="store each model's table in its card (robustness)")
     args = parser.parse_args()
@@ -102,7 +122,7 @@ def main() -> None:
     for folder in args.model or [str(bundle.DEFAULT_MODEL)]:
         seg = Segmenter.load(folder)
         label = Path(folder).as_posix()
-        rows[label] = model_table(seg, val, shenzhen)
+        rows[label] = model_table(seg, val, shenzhen, args.warnings)
         tables[label] = {name: summary(r) for name, r in rows[label].items()}
         lines += markdown(f"Model `{seg.name} {seg.card.get('version', '')}` ({label}); Val {len(val)} X-rays",
                           tables[label])
