@@ -20,7 +20,7 @@ setup: .venv/.installed web/vendor/.installed
 	$(PIP) install -q -e ".[ray]" -c requirements.txt   # with the Ray engine's extra; the pins kept
 	touch $@
 
-web/vendor/.installed: web/package.json web/package-lock.json web/scripts/vendor.mjs
+web/vendor/.installed: web/package.json web/package-lock.json web/scripts/vendor.mjs lungseg/rules.json
 	cd web && npm ci --no-audit --no-fund && node scripts/vendor.mjs
 	touch $@
 

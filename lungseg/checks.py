@@ -83,3 +83,15 @@ def plausible(feats: dict) -> bool:
     """Whether a mask looks like two lungs of a sensible size (used to try an inverted input)."""
     low, high = LIMITS["area_range"]
     return feats["lungs"] == 2 and low <= feats["area"] <= high and feats["balance"] >= LIMITS["balance_below"]
+
+
+def inverse_is_better(feats: dict, quality: float | None, inverse_feats: dict,
+                      inverse_quality: float | None) -> bool:
+    """Whether a doubtful input is a negative: its inverse gives plausible lungs whose estimated
+    quality is higher by more than ``invert_gain_above`` (a mere doubt, e.g. a blurred X-ray, is no
+    reason to flip it); without an estimate, when its own mask is not plausible lungs."""
+    if not plausible(inverse_feats):
+        return False
+    if quality is None or inverse_quality is None:
+        return not plausible(feats)
+    return inverse_quality - quality > LIMITS["invert_gain_above"]

@@ -121,8 +121,8 @@ class Segmenter:
         """``analyze`` for many images, the model run in batches.
 
         An input without image warnings whose mask is not two plausible lungs, or has a low
-        estimated quality, is tried inverted too: if it is a negative, that gives a plausible mask
-        of higher quality, which is used with an "inverted" warning.
+        estimated quality, is tried inverted too: if it is a negative, that gives plausible lungs
+        of a clearly higher quality (``checks.inverse_is_better``), used with an "inverted" warning.
         """
         images = list(images)
         return self.analyze_read([read_input(i, n) for i, n in zip(images, names or [None] * len(images))],
@@ -141,7 +141,7 @@ class Segmenter:
                 w["code"] == "low_quality" for w in result.warnings)
             if not found and doubtful:
                 inverse = self._assess(self.predict_proba(255 - array), threshold)
-                if checks.plausible(inverse.features) and (inverse.quality or 0) >= (result.quality or 0):
+                if checks.inverse_is_better(result.features, result.quality, inverse.features, inverse.quality):
                     result = inverse
                     result.inverted = True
                     found = [checks.warning("inverted")]

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from conftest import mask_of, requires_data, val_images
+from conftest import DATA, mask_of, requires_data, val_images
 from lungseg import checks, quality
 from lungseg.metrics import score
 from lungseg.perturb import PERTURBATIONS
@@ -65,6 +65,19 @@ def test_an_inverted_xray_is_found_and_segmented_as_its_negative(segmenter):
     assert negative.inverted and [w["code"] for w in negative.warnings][:1] == ["inverted"]
     assert score(clean.mask, negative.mask)["iou"] > 0.95
     assert not clean.inverted and segmenter.predict(255 - image).mean() < clean.mask.mean() / 2
+
+
+@requires_data
+def test_a_degraded_xray_of_doubtful_quality_is_not_taken_for_a_negative(segmenter):
+    """A real X-ray made doubtful by heavy JPEG compression keeps its own mask (with its warning):
+    its inverse looks like small lungs of high estimated quality, but not clearly better enough."""
+    path = DATA / "Val" / "COVID-19" / "images" / "covid_2262.png"
+    image = np.asarray(Image.open(path).convert("RGB"))
+    truth = (np.asarray(Image.open(mask_of(path))) > 0).astype(np.uint8)
+    jpeg, _ = PERTURBATIONS["jpeg"](image, truth, None)
+    result = segmenter.analyze(jpeg)
+    assert not result.inverted and score(truth, result.mask)["dice"] > 0.9
+    assert np.array_equal(result.mask, segmenter.predict(jpeg)) and result.warnings
 
 
 def test_inputs_that_are_not_chest_xrays_are_warned(segmenter):

@@ -549,6 +549,24 @@ def test_number_formatting_equals_python(harness):
     assert got == [[f"{x:.{d}f}", f"{x:g}"] for x, d in cases]
 
 
+def test_inverse_decision_equals_python(harness):
+    """Whether a doubtful input is taken as a negative: the page decides as checks.inverse_is_better
+    (the figures: a blurred real X-ray that must not flip, a negative that must, no estimate)."""
+    from lungseg import checks
+
+    lungs = lambda area: {"lungs": 2, "area": area, "balance": 0.8}
+    cases = [(lungs(0.41), 0.955, lungs(0.041), 0.9998), (lungs(0.051), 0.2406, lungs(0.238), 0.9828),
+             (lungs(0.3), 0.5, {"lungs": 1, "area": 0.2, "balance": 0.0}, 0.99),
+             ({"lungs": 1, "area": 0.01, "balance": 0.0}, None, lungs(0.2), None), (lungs(0.3), None, lungs(0.2), None)]
+    got = harness.evaluate("""async (cases) => {
+      const { loadRules } = await import('/js/rules.js');
+      const { inverseIsBetter } = await import('/js/quality.js');
+      const rules = await loadRules();
+      return cases.map(([f, q, g, r]) => inverseIsBetter(rules, f, q, g, r));
+    }""", cases)
+    assert got == [checks.inverse_is_better(*case) for case in cases] == [False, True, False, True, False]
+
+
 @requires_data
 def test_tiff_bmp_webp_masks_match_python(app, python_seg, tmp_path):
     """A real X-ray as 16-bit TIFF, BMP and lossless WebP: the page's masks are Python's."""

@@ -111,6 +111,17 @@ export function plausible(rules, feats) {
   return feats.lungs === 2 && feats.area >= low && feats.area <= high && feats.balance >= rules.checks.balance_below;
 }
 
+/**
+ * Whether a doubtful input is a negative (checks.inverse_is_better): its inverse gives plausible
+ * lungs whose estimated quality is higher by more than invert_gain_above; without an estimate,
+ * when its own mask is not plausible lungs.
+ */
+export function inverseIsBetter(rules, feats, quality, inverseFeats, inverseQuality) {
+  if (!plausible(rules, inverseFeats)) return false;
+  if (quality == null || inverseQuality == null) return !plausible(rules, feats);
+  return inverseQuality - quality > rules.checks.invert_gain_above;
+}
+
 /** Warnings about the mask (checks.mask_warnings). */
 export function maskWarnings(rules, feats, quality, warnBelow) {
   const [low, high] = rules.checks.area_range, out = [];
@@ -161,7 +172,7 @@ export async function analyze(rules, meta, rgba, width, height, probability, seg
   if (!found.length && doubtful) {
     const inverseProbability = await segment(invert(rgba));
     const inverse = assess(rules, meta, inverseProbability, width, height, threshold);
-    if (plausible(rules, inverse.features) && (inverse.quality || 0) >= (result.quality || 0)) {
+    if (inverseIsBetter(rules, result.features, result.quality, inverse.features, inverse.quality)) {
       result = { ...inverse, probability: inverseProbability, inverted: true };
       found.push(warning(rules, "inverted"));
     }
