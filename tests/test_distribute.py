@@ -5,8 +5,9 @@ Why the steps are compared outside ``train``: its losses differ from run to run 
 (augmentation is drawn in a parallel tf.data map), so the comparison fine-tunes the committed
 context model with the same loss, optimizer and global batches, without augmentation, and with
 its BatchNormalization in inference mode (its learned statistics): in training mode each replica
-would normalise by its own half batch, which is meant to differ from one device. What is left differs only in float32 summation order (per-replica
-sums of ~65k pixels per image, the all-reduce of the gradients): about sqrt(65536) * 1.2e-7 = 3e-5
+would normalise by its own half batch, which is meant to differ from one device. What is left
+differs only in float32 summation order (per-replica sums of ~65k pixels per image, the
+all-reduce of the gradients): about sqrt(65536) * 1.2e-7 = 3e-5
 relative, hence rtol 1e-4, well below what a distribution error (a batch not split, a gradient
 not averaged: a loss off by 1e-2 or more after one step) would give.
 """
