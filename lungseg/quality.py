@@ -35,8 +35,8 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
     - regions: raw regions of at least 0.1% of the image (two lungs give 2)
     - removed: share of the raw lung that the clean-up dropped
     - balance: the smaller lung's area over the larger's (two largest regions of the mask)
-    - lungs: regions of the mask; edge: lung pixels on the image's outer frame per pixel of
-      width + height (not regression features; checks.py reads them)
+    - lungs: regions of the mask; edge: the largest share of one side of the image that lung
+      pixels cover (a cut through the lungs) (not regression features; checks.py reads them)
     """
     mask, raw = mask.astype(bool), raw.astype(bool)       # sums in float64, without a float64 copy
     lung, pixels = float(mask.sum()), float(mask.size)
@@ -55,8 +55,8 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
         "removed": float((raw & ~mask).sum()) / max(float(raw.sum()), 1.0),
         "balance": float(kept_sizes[1] / kept_sizes[0]) if kept >= 2 else 0.0,
         "lungs": float(kept),
-        "edge": float(mask[0].sum() + mask[-1].sum() + mask[1:-1, 0].sum() + mask[1:-1, -1].sum())
-        / (mask.shape[0] + mask.shape[1]),
+        "edge": max(float(mask[0].sum()) / mask.shape[1], float(mask[-1].sum()) / mask.shape[1],
+                    float(mask[:, 0].sum()) / mask.shape[0], float(mask[:, -1].sum()) / mask.shape[0]),
     }
 
 

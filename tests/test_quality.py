@@ -118,6 +118,12 @@ def test_features_and_the_fit_on_built_maps():
     params = quality.fit(rows, dice)
     estimates = [quality.estimate(r, params) for r in rows]
     assert np.corrcoef(estimates, dice)[0, 1] > 0.9 and all(0 < e < 1 for e in estimates)
+    cut = np.zeros((64, 48), np.float32)    # a lung cut by the left side over rows 10-49 of 64
+    cut[10:50, :12] = cut[10:50, 20:40] = 0.99
+    raw = (cut >= 0.5).astype(np.uint8)
+    feats = quality.features(cut, raw, raw)
+    assert feats["edge"] == 40 / 64
+    assert "cut_off" in [w["code"] for w in checks.mask_warnings(feats, 0.99, 0.9)]
 
 
 @requires_data

@@ -676,7 +676,8 @@ def _page_results(page, before):
 
 
 def _quality_inputs():
-    """name -> PNG bytes: real Val X-rays, an inverted and a washed-out one, and three probes."""
+    """name -> PNG bytes: real Val X-rays, an inverted, a washed-out and a cropped one, and three
+    probes."""
     import skimage.data
 
     from probes import synthetic
@@ -686,6 +687,7 @@ def _quality_inputs():
     grey = np.asarray(Image.open(val_images(41)[40]).convert("L"))
     files["inverted.png"] = _png_bytes(255 - grey)
     files["washed-out.png"] = _png_bytes((204 + grey.astype(int) * 51 // 255).astype(np.uint8))
+    files["cropped.png"] = _png_bytes(grey[:, : grey.shape[1] * 3 // 4])
     probes = synthetic()
     files["noise_grey.png"] = _png_bytes(probes["noise_grey"])
     files["flat_grey.png"] = _png_bytes(probes["flat_grey"])
@@ -740,6 +742,7 @@ def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
         assert eb.iou(got["mask"], expected.mask) >= (0.99 if name in PROBES else 0.999), name
     assert page["inverted.png"]["inverted"] and page["inverted.png"]["warnings"][0]["code"] == "inverted"
     assert {w["code"] for w in page["washed-out.png"]["warnings"]} >= {"washed_out"}
+    assert "cut_off" in {w["code"] for w in page["cropped.png"]["warnings"]}
     flagged = sum(1 for r in page.values() if r["warnings"])
     assert f"with warnings" in app.inner_text("#summary") and flagged >= 4
     # results.csv in the zip: the manifest's columns, a row per file, Python's figures.

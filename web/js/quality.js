@@ -85,16 +85,16 @@ export function features(probability, raw, mask, width, height, rawLabelled = la
     removed: removed / Math.max(rawArea, 1),
     balance: kept.length >= 2 ? kept[1] / kept[0] : 0,
     lungs: kept.length,
-    edge: frame(mask, width, height) / (width + height),
+    edge: edgeShare(mask, width, height),
   };
 }
 
-/** Mask pixels on the image's outer frame (each counted once). */
-function frame(mask, width, height) {
-  let count = 0;
-  for (let x = 0; x < width; x++) count += mask[x] + (height > 1 ? mask[(height - 1) * width + x] : 0);
-  for (let y = 1; y < height - 1; y++) count += mask[y * width] + (width > 1 ? mask[y * width + width - 1] : 0);
-  return count;
+/** The largest share of one side of the image that mask pixels cover (quality.features' edge). */
+function edgeShare(mask, width, height) {
+  let top = 0, bottom = 0, left = 0, right = 0;
+  for (let x = 0; x < width; x++) { top += mask[x]; bottom += mask[(height - 1) * width + x]; }
+  for (let y = 0; y < height; y++) { left += mask[y * width]; right += mask[y * width + width - 1]; }
+  return Math.max(top / width, bottom / width, left / height, right / height);
 }
 
 /** The estimated Dice from features and the model's quality parameters (quality.estimate). */
