@@ -36,7 +36,8 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
     - removed: share of the raw lung that the clean-up dropped
     - balance: the smaller lung's area over the larger's (two largest regions of the mask)
     - lungs: regions of the mask; edge: the largest share of one side of the image that lung
-      pixels cover (a cut through the lungs) (not regression features; checks.py reads them)
+      pixels cover, as a crop through the lungs leaves (neither is a regression feature;
+      checks.py reads them)
     """
     mask, raw = mask.astype(bool), raw.astype(bool)       # sums in float64, without a float64 copy
     lung, pixels = float(mask.sum()), float(mask.size)
