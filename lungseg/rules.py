@@ -18,6 +18,10 @@ EXTENSIONS: tuple[str, ...] = tuple(e for f in RULES["formats"] for e in f["exte
 FORMATS: str = ", ".join(f["name"] for f in RULES["formats"])
 OVERLAY_RGB: tuple[int, int, int] = tuple(RULES["overlay"]["color"])
 OVERLAY_OPACITY: float = RULES["overlay"]["opacity"]
+#: Output names (suffixes after the input's full file name) and the manifest's columns, the same
+#: for the CLI's output folder and the app's and page's zips.
+OUTPUTS: dict[str, str] = {k: v for k, v in RULES["outputs"].items() if isinstance(v, str) and k != "_doc"}
+MANIFEST_COLUMNS: list[str] = RULES["outputs"]["manifest_columns"]
 
 
 def message(code: str, file: str, **fields) -> str:
