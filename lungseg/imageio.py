@@ -4,7 +4,10 @@ Every path into the model (training, Python inference, the CLI, the Streamlit ap
 images here, so an X-ray is always decoded the same way: EXIF orientation applied, 16-bit
 images stretched from their own min..max to 0..255, alpha dropped, grey copied to RGB; DICOM
 files (recognised by content) through lungseg.dicom's display pipeline. The accepted formats,
-limits and messages are rules.json's (lungseg.rules).
+limits and messages are rules.json's (lungseg.rules), the same for paths, bytes and PIL images:
+sizes are checked from the header before any pixel is decoded, and every unreadable input raises
+ImageError. Pillow's own limit (PIL.Image.MAX_IMAGE_PIXELS) is left as the caller set it.
+``sniff`` tells from a file's first bytes whether it holds an image, a DICOM or text.
 """
 from __future__ import annotations
 
@@ -13,21 +16,25 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from . import rules
 from .dicom import DicomImage, is_dicom, read_dicom
 
 ImageInput = Union[str, Path, bytes, np.ndarray, Image.Image]
 
-# Sizes are checked against rules.MAX_PIXELS from the header, before decoding (so a
-# decompression bomb is refused with its size in the message); Pillow's own check would
-# refuse without saying how large the image is.
-Image.MAX_IMAGE_PIXELS = None
-
 #: The formats of rules.json that Pillow decodes (DICOM is read by lungseg.dicom); any other
-#: format Pillow knows (GIF, ICO, PPM, ...) is refused like an unknown one.
+#: format Pillow knows (GIF, ICO, PPM, ...) is refused like an unknown one, for files and PIL
+#: images alike. Pillow opens a JPEG holding several pictures (cameras) as "MPO".
 PIL_FORMATS = tuple(f["name"].upper() for f in rules.RULES["formats"] if f["name"] != "DICOM")
+PIL_IMAGE_FORMATS = frozenset(PIL_FORMATS) | {"MPO"}
+#: Why a PIL image opened lazily cannot be read when its file was closed first.
+CLOSED = "its file was closed before its pixels were read"
+HEAD_BYTES = 512               # what is read to tell a file's kind (sniff, the DICOM and text tests)
+#: Pillow's own decompression-bomb guard (PIL.Image.MAX_IMAGE_PIXELS, the user's to set) refused an
+#: image that LungSeg's limit would accept.
+PILLOW_LIMIT = ("{file}: the image is {width}x{height} pixels ({megapixels} MP), more than Pillow "
+                "allows in this program (PIL.Image.MAX_IMAGE_PIXELS = {limit}).")
 
 
 class ImageError(ValueError):
@@ -55,14 +62,14 @@ def _head(source: str | Path | bytes, name: str) -> bytes:
     """The first bytes of a file or upload, after the checks every file gets (exists, not empty,
     not over the size limit)."""
     if isinstance(source, bytes):
-        size, head = len(source), source[:512]
+        size, head = len(source), source[:HEAD_BYTES]
     else:
         path = Path(source)
         if not path.is_file():
             raise ImageError(rules.message("no_such_file", name))
         size = path.stat().st_size
         with path.open("rb") as file:
-            head = file.read(512)
+            head = file.read(HEAD_BYTES)
     if size == 0:
         raise ImageError(rules.message("empty", name))
     if size > rules.MAX_FILE_BYTES:
@@ -70,21 +77,92 @@ def _head(source: str | Path | bytes, name: str) -> bytes:
     return head
 
 
+def _announced_size(opened, name: str) -> tuple[int, int]:
+    """An image's width and height from its header, read by its Pillow plugin directly: how the
+    size of an image that Pillow's bomb guard refused is still known."""
+    opened.seek(0)
+    prefix = opened.read(16)
+    for fmt in PIL_FORMATS:
+        factory, accept = Image.OPEN[fmt]
+        if accept is None or accept(prefix) is True:
+            opened.seek(0)
+            return factory(opened, name).size
+    raise ImageError(rules.message("unknown_format", name))
+
+
+def _too_large_for_pillow(opened, name: str) -> ImageError:
+    """The message for an image Pillow's own limit refused: ours when it is over our limit too."""
+    width, height = _announced_size(opened, name)
+    _check_size(name, width, height)
+    return ImageError(PILLOW_LIMIT.format(file=name, width=width, height=height,
+                                          megapixels=f"{width * height / 1e6:.1f}",
+                                          limit=Image.MAX_IMAGE_PIXELS))
+
+
+def _decoded(image: Image.Image, name: str) -> Image.Image:
+    """``image`` with its pixels loaded, every decoding failure an ImageError."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError(rules.message("corrupt", name, detail=str(err) or type(err).__name__)) from None
+    return image
+
+
 def _open(source: str | Path | bytes, name: str, head: bytes) -> Image.Image:
-    """Open and fully decode an image file or bytes, turning every failure into ImageError."""
+    """Open an image file or bytes, check its size from the header, then decode it; every failure
+    an ImageError. Pillow's bomb guard is left as the user set it: when it fires first, the
+    message still says how large the image is."""
     try:
         with (io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")) as opened:
-            image = Image.open(opened, formats=PIL_FORMATS)
+            try:
+                image = Image.open(opened, formats=PIL_FORMATS)
+            except Image.DecompressionBombError:
+                raise _too_large_for_pillow(opened, name) from None
             _check_size(name, *image.size)
-            image.load()
+            return _decoded(image, name)
     except UnidentifiedImageError:
         code = "text_file" if _looks_like_text(head) else "unknown_format"
         raise ImageError(rules.message(code, name)) from None
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        if isinstance(err, ImageError):
-            raise
         raise ImageError(rules.message("corrupt", name, detail=str(err) or type(err).__name__)) from None
-    return image
+
+
+def _from_pil(image: Image.Image, name: str) -> np.ndarray:
+    """A PIL image given by the caller, under the rules a file gets: its format (when it was read
+    from a file) one of ours, its size checked before its pixels are decoded (a lazily opened
+    image is not loaded yet)."""
+    if image.format is not None and image.format.upper() not in PIL_IMAGE_FORMATS:
+        raise ImageError(rules.message("unknown_format", name))
+    _check_size(name, *image.size)
+    if isinstance(image, ImageFile.ImageFile) and image.tile and image.fp is None:
+        raise ImageError(rules.message("corrupt", name, detail=CLOSED))
+    return _pil_to_array(_decoded(image, name))
+
+
+def sniff(path: str | Path) -> str:
+    """What a file holds, judged from its first bytes and header only (nothing is decoded):
+    "image" (a format of rules.json that Pillow reads, also one too large, truncated or corrupt,
+    which reading then refuses with its message), "dicom", "text" or "other" (empty, another
+    format, binary). For finding X-rays in a folder by content, whatever their names. Raises
+    ImageError (rules.json's "unreadable" message) when the file cannot be opened or read."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            head = file.read(HEAD_BYTES)
+            if not head or is_dicom(head):
+                return "dicom" if head else "other"
+            try:
+                Image.open(file, formats=PIL_FORMATS)
+            except UnidentifiedImageError:
+                return "text" if _looks_like_text(head) else "other"
+            except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
+                pass                # a header of our formats, refused later with its message
+            return "image"
+    except OSError as err:
+        raise ImageError(rules.message("unreadable", path.name,
+                                       detail=err.strerror or type(err).__name__)) from None
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -139,7 +217,7 @@ def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
     """
     name = _name(source, name)
     if isinstance(source, Image.Image):
-        array = _pil_to_array(source)
+        array = _from_pil(source, name)
     elif isinstance(source, np.ndarray):
         array = _to_uint8(source)
     elif isinstance(source, (str, Path, bytes)):
