@@ -17,9 +17,7 @@ import sys
 
 import pytest
 
-from conftest import DATA, ROOT, requires_data
-
-WEIGHTS = DATA.parent.parent / "weights" / "vgg19_imagenet_block1-3.npz"
+from conftest import DATA, ROOT, WEIGHTS, requires_data
 
 SCRIPT = """
 import json, sys

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import DATA, ROOT, requires_data, val_images
+from conftest import DATA, WEIGHTS, requires_data, val_images
 from lungseg import bundle, losses
 from lungseg.backbone import load_vgg19_weights
 from lungseg.imageio import read_image
@@ -17,7 +17,6 @@ from lungseg.models import ARCHITECTURES, TRAIN_INTENSITY, build_context, build_
 from lungseg.perturb import PERTURBATIONS
 from lungseg.training import dataset, load_arrays, train
 
-WEIGHTS = ROOT.parent / "shared" / "weights" / "vgg19_imagenet_block1-3.npz"
 requires_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"no VGG19 weights at {WEIGHTS}")
 
 
