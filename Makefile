@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 
-.PHONY: run test setup browser bench bench-app export-web train-default quality-default clean
+.PHONY: run test setup browser site bench bench-app export-web train-default quality-default clean
 
 run: setup
 	$(PY) scripts/start.py
@@ -23,6 +23,10 @@ setup: .venv/.installed web/vendor/.installed
 web/vendor/.installed: web/package.json web/package-lock.json web/scripts/vendor.mjs lungseg/rules.json
 	cd web && npm ci --no-audit --no-fund && node scripts/vendor.mjs
 	touch $@
+
+# The page as a folder for any static host (dist/, about 6 MB): copy it anywhere; no special headers needed.
+site: web/vendor/.installed
+	cd web && node scripts/site.mjs --out ../dist
 
 # Debian's Chromium for the browser tests (Playwright's own browser download needs internet).
 browser:
@@ -73,4 +77,4 @@ quality-default: setup
 	.venv/bin/lungseg evaluate --data ../shared/data/shenzhen --out reports/shenzhen
 
 clean:
-	rm -rf .venv web/node_modules web/vendor runs reports
+	rm -rf .venv web/node_modules web/vendor runs reports dist

@@ -12,8 +12,9 @@ start-up, warm-up), first and median inference per backend at the model's input 
 256x256, the Keras time for the same inputs on this machine, and the browser/Keras ratio.
 The model runs in the page's module worker, as on the page (times include the round trip to
 it); --main-thread adds rows with the model on the page's own thread ("/main"), the way the
-page ran it before the worker. "wasm" is served without COOP/COEP (single-threaded),
-"wasm-threaded" with them. WebGL and cpu
+page ran it before the worker. "wasm" is served without COOP/COEP (single-threaded: the plain
+build), "wasm-threaded" with them (threads as js/engine.js wasmThreads picks them: 2 on a 2-core
+machine), so the two rows are single- vs multi-threaded side by side. WebGL and cpu
 are software-only in headless Chromium here (no GPU); on users' machines WebGL/WebGPU are faster.
 --quality N times, per Val X-ray (at its own size, then scaled to 2048x2048), the model, the
 mask alone (threshold + clean-up: the page without quality) and js/quality.js's analyze (mask,

@@ -103,7 +103,7 @@ def _png_bytes(array, **kw):
 def test_page_shows_model_and_backend_from_metadata(app):
     status = app.inner_text("#status")
     assert META["name"] in status and META["version"] in status
-    assert "wasm" in status
+    assert "running on the CPU (WebAssembly" in status
     assert app.evaluate("window.lungsegApp.state.segmenter.backend") == "wasm"
     assert app.input_value("#threshold") == str(META["threshold"]) or \
         float(app.input_value("#threshold")) == pytest.approx(META["threshold"])

@@ -7,6 +7,7 @@ import { encodeGreyPng, encodeMaskPng, makeZip } from "./encode.js";
 import { assess } from "./quality.js";
 import { lungAreas, sideLabels } from "./measure.js";
 import { resultsCsv } from "./results.js";
+import { registerServiceWorker } from "./serviceworker.js";
 import { describeValidation, formatList } from "./words.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -51,7 +52,7 @@ async function init() {
     state.threshold = m.threshold;
     $("#threshold").value = String(m.threshold);
     $("#threshold-value").textContent = Number(m.threshold).toFixed(2);
-    $("#status").textContent = `${m.name} ${m.version} ready. Backend: ${seg.backendLabel}. ` +
+    $("#status").textContent = `${m.name} ${m.version} ready, running on ${seg.runsOn}. ` +
       `Model: ${m.dtype}, ${(m.bytes / 1e6).toFixed(1)} MB, loaded and warmed up in ${formatMs(seg.loadMs)}.`;
     if (seg.notes.length) console.info("LungSeg backend choice:", seg.notes.join("; "));
     if (seg.userNote) {
@@ -339,9 +340,11 @@ function wire() {
   });
 }
 
-function registerServiceWorker() {
-  if (!("serviceWorker" in navigator) || params.has("nosw")) return;
-  navigator.serviceWorker.register("sw.js").then(() => navigator.serviceWorker.ready).then(() => {
+/** Offline use and, on hosts without isolation headers, threads (js/serviceworker.js): the page
+ *  may reload once, only before any X-ray was added. */
+function offline() {
+  if (params.has("nosw")) return;
+  registerServiceWorker({ canReload: () => state.results.length === 0 }).then(() => {
     $("#offline").textContent = "Saved for offline use: this page, TensorFlow.js and the model now work without a network.";
   }).catch((err) => {
     $("#offline").textContent = `Offline use is not available here (${err.message || err}).`;
@@ -352,4 +355,4 @@ wire();
 window.lungsegApp.addFiles = addFiles;
 window.lungsegApp.ready = init();
 window.lungsegApp.ready.catch(() => {});
-registerServiceWorker();
+offline();

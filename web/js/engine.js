@@ -50,32 +50,52 @@ async function autoSkipReason(name) {
   return null;
 }
 
-async function prepareBackend(tf, name) {
+/**
+ * Threads for TF.js's WebAssembly backend on `cores` logical cores: 1 (the plain build) where the
+ * page is not cross-origin isolated or has one core; else half the cores (one per physical core
+ * where each runs two threads), at least 2 and at most 8 (TF.js's pool of thread workers).
+ * Measured on a 2-core machine (bench/bench_web.py): 2 threads about 300 ms per X-ray, the plain
+ * build 400 ms, the threaded build on 1 thread 435 ms.
+ */
+export function wasmThreads(cores, isolated) {
+  if (!isolated || !(cores >= 2)) return 1;
+  return Math.min(8, Math.max(2, Math.floor(cores / 2)));
+}
+
+async function prepareBackend(tf, name, threads) {
   if (name === "wasm") {
     if (!tf.wasm) await loadVendor("tf-backend-wasm.min.js");
     tf.wasm.setWasmPaths(VENDOR.href);
-    // Threaded wasm is used when the page is cross-origin isolated (COOP/COEP headers); TF.js
-    // then runs min(4, cores / 2) threads. Below 4 cores that is 1 thread, and the threaded
-    // build on 1 thread is slower than the plain one (bench/bench_web.py), so use that.
-    if ((navigator.hardwareConcurrency || 1) < 4) tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+    if (threads > 1) tf.wasm.setThreadsCount(threads);
+    else tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
   } else if (name === "webgpu" && !tf.findBackendFactory("webgpu")) {
     await loadVendor("tf-backend-webgpu.min.js");
   }
-  if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to initialise`);
-  await tf.ready();
+  // TF.js's threaded build caps its pool at half of navigator.hardwareConcurrency; while it
+  // starts, this scope reports enough cores for the count chosen above (the real count is restored).
+  const shown = name === "wasm" && threads > Math.floor(navigator.hardwareConcurrency / 2);
+  if (shown) Object.defineProperty(navigator, "hardwareConcurrency", { value: 2 * threads, configurable: true });
+  try {
+    if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to initialise`);
+    await tf.ready();
+  } finally {
+    if (shown) delete navigator.hardwareConcurrency;
+  }
 }
 
-function describeBackend(tf, name) {
-  if (name !== "wasm") return name;
-  const threads = tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
-  return threads > 1 ? `wasm, ${threads} threads` : "wasm";
+function describeBackend(name, threads) {
+  return name === "wasm" && threads > 1 ? `wasm, ${threads} threads` : name;
 }
 
 const NAMES = { webgpu: "WebGPU", webgl: "WebGL", wasm: "WebAssembly", cpu: "plain JavaScript" };
 
+/** Where the model runs, in plain words: "the GPU (WebGL)", "the CPU (WebAssembly, 4 threads)". */
+function runsOn(used, threads) {
+  return ON_GPU.has(used) ? `the GPU (${NAMES[used]})` : `the CPU (${NAMES[used]}${threads > 1 ? `, ${threads} threads` : ""})`;
+}
+
 /** What a user should know about the backend, in plain words (null: nothing worth saying). */
-function userNote(requested, used, threads) {
-  const where = ON_GPU.has(used) ? NAMES[used] : `the CPU (${NAMES[used]}${threads > 1 ? `, ${threads} threads` : ""})`;
+function userNote(requested, used, where) {
   if (requested !== "auto" && requested !== used) return `${NAMES[requested] || requested} is not available here: running on ${where}.`;
   if (requested === "auto" && !ON_GPU.has(used)) return `No GPU found: running on ${where}, which is slower.`;
   return null;
@@ -84,9 +104,10 @@ function userNote(requested, used, threads) {
 /**
  * Load the model and pick a backend (see js/segmenter.js for the options). Resolves to
  * {info, segment, segmentFile, mask, numTensors, dispose}; info holds backend, backendLabel,
- * notes (raw, for developers), userNote, meta, modelUrl and loadMs.
+ * notes (raw, for developers), runsOn and userNote (plain words), meta, modelUrl and loadMs.
+ * cores: the page's navigator.hardwareConcurrency (a worker passes its page's), for wasmThreads.
  */
-export async function createEngine({ modelUrl = "model/", backend = "auto" } = {}) {
+export async function createEngine({ modelUrl = "model/", backend = "auto", cores = navigator.hardwareConcurrency } = {}) {
   const started = performance.now();
   const base = new URL(modelUrl.endsWith("/") ? modelUrl : modelUrl + "/", WEB_ROOT);
   const response = await fetch(new URL("metadata.json", base));
@@ -101,7 +122,7 @@ export async function createEngine({ modelUrl = "model/", backend = "auto" } = {
     const reason = backend === "auto" ? await autoSkipReason(name) : null;
     if (reason) { notes.push(`${name} skipped: ${reason}`); continue; }
     try {
-      await prepareBackend(tf, name);
+      await prepareBackend(tf, name, wasmThreads(cores, globalThis.crossOriginIsolated));
       model = model || await tf.loadGraphModel(new URL("model.json", base).href);
       const size = meta.input_size || 256;   // warm-up: compiles kernels, allocates memory
       const zeros = tf.zeros([1, size, size, 3]);
@@ -122,9 +143,11 @@ export async function createEngine({ modelUrl = "model/", backend = "auto" } = {
   }
   if (!used) throw new Error(`no TensorFlow.js backend could run the model (${notes.join("; ")})`);
   if (used !== order[0]) notes.push(`using ${used} instead of ${order[0]}`);
-  const threads = used === "wasm" && tf.wasm?.getThreadsCount ? tf.wasm.getThreadsCount() : 1;
+  const threads = used === "wasm" ? tf.wasm.getThreadsCount() : 1;
+  const where = runsOn(used, threads);
   const info = {
-    backend: used, backendLabel: describeBackend(tf, used), notes, userNote: userNote(backend, used, threads),
+    backend: used, backendLabel: describeBackend(used, threads), notes, runsOn: where,
+    userNote: userNote(backend, used, where), threads,
     meta, modelUrl: base.href, loadMs: performance.now() - started,
   };
   const postprocess = meta.postprocess || {};

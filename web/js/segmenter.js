@@ -58,7 +58,8 @@ function workerClient() {
  * named backend that fails falls back to the others in that order. worker: run the model in a
  * module worker (default) or on this thread. Resolves to {backend, backendLabel, notes (raw,
  * for developers), userNote (plain words or null), meta, modelUrl, loadMs, inWorker, segment,
- * segmentFile, mask, numTensors (a promise), dispose}.
+ * segmentFile, mask, numTensors (a promise), dispose}; runsOn says where the model runs, in plain
+ * words ("the CPU (WebAssembly, 4 threads)"; js/engine.js wasmThreads picks the threads).
  */
 export async function loadSegmenter({ modelUrl = "model/", backend = "auto", worker = true } = {}) {
   const started = performance.now();   // loadMs: from this call to a warmed-up model, worker start included
@@ -75,7 +76,10 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto", wor
   const client = workerClient();
   let info;
   try {
-    info = await client.call("load", { modelUrl: new URL(modelUrl, new URL("../", import.meta.url)).href, backend });
+    // The page's core count: the worker's own may not follow the browser's emulation or policy.
+    info = await client.call("load", {
+      modelUrl: new URL(modelUrl, new URL("../", import.meta.url)).href, backend, cores: navigator.hardwareConcurrency,
+    });
   } catch (err) {
     client.terminate();
     throw err;
