@@ -156,6 +156,35 @@ def test_readme_scripts_answer_help():
         assert done.returncode == 0 and "usage" in done.stdout, done.stderr
 
 
+def table(page: Path, first: str) -> dict[str, str]:
+    """The page's table whose header starts with ``first``: first cell -> the rest of the row."""
+    rows = re.findall(rf"^\| {first} \|.*?\n((?:\|.*\n)+)", page.read_text(), re.M)
+    assert rows, f"no table headed `{first}` in {page.name}"
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in rows[0].splitlines()[1:]]
+    return {c[0]: " | ".join(c[1:]) for c in cells}
+
+
+def test_documented_rules_are_rules_json():
+    """The README's rules, the warning codes and the manifest columns in docs/ are those of
+    lungseg/rules.json."""
+    from lungseg import rules
+
+    accepts = table(README, "rule")
+    assert accepts["formats"].startswith(rules.FORMATS)
+    assert accepts["largest image"].startswith(f"{rules.MAX_PIXELS / 1e6:g} megapixels")
+    assert accepts["smallest image"].startswith(f"{rules.MIN_SIDE} pixels")
+    assert f"under {rules.RULES['checks']['small_side_below']}" in accepts["smallest image"]
+    assert accepts["largest file"] == f"{rules.MAX_FILE_BYTES / 2**20:g} MB"
+    assert accepts["overlay"] == f"cyan {tuple(rules.OVERLAY_RGB)} at {rules.OVERLAY_OPACITY:.0%} opacity"
+
+    codes = {c for row in table(ROOT / "docs" / "quality.md", "code") for c in re.findall(r"`(\w+)`", row)}
+    assert codes == set(rules.RULES["warnings"])
+    columns = {c for row in table(ROOT / "docs" / "cli.md", "column") for c in re.findall(r"`(\w+)`", row)}
+    assert columns == set(rules.MANIFEST_COLUMNS)
+    outputs = {c for row in table(ROOT / "docs" / "cli.md", "file") for c in re.findall(r"`NAME(\.[\w.]+)`", row)}
+    assert outputs == {v for k, v in rules.OUTPUTS.items() if k != "manifest"}
+
+
 @requires_data
 def test_readme_command_line_runs_as_written(tmp_path):
     """The README's command-line block, run as written (bash, `set -e`) in a folder with `.venv`
