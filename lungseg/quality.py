@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .measure import bounding_box
+
 #: Feature names, in the order of the card's coefficients.
 FEATURES = ("soft_dice", "uncertain", "confidence", "area", "regions", "removed", "balance")
 UNCERTAIN = (0.1, 0.9)       # probabilities between these count as undecided
@@ -19,14 +21,31 @@ EPS = 1e-3                   # Dice is clipped to [EPS, 1 - EPS] before its logi
 
 
 def _region_sizes(mask: np.ndarray) -> np.ndarray:
-    """Pixel counts of the 8-connected regions (the label image is freed at once: it is large)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    """Pixel counts of the 8-connected regions, labelled on the crop around them (the label image
+    is freed at once: it is large)."""
+    labels, count = ndimage.label(mask[bounding_box(mask)], structure=np.ones((3, 3)))
     return np.bincount(labels.ravel(), minlength=count + 1)[1:]
+
+
+def probability_sums(proba: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """What ``features`` reads of the probability map, each a sum over pixels (so it adds up over
+    parts of the image, as lungseg.postprocess makes full-size maps band by band): the total
+    probability, the total inside ``mask`` and the count of undecided pixels."""
+    low, high = np.float64(UNCERTAIN[0]), np.float64(UNCERTAIN[1])  # compared as doubles, as the page does
+    return {"total": float(proba.sum(dtype=np.float64)),
+            "inside": float(proba[mask.astype(bool)].sum(dtype=np.float64)),
+            "undecided": float(((proba > low) & (proba < high)).sum())}
 
 
 def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Features of one prediction: ``proba`` (H, W) float, ``raw`` the thresholded map before
-    clean-up and ``mask`` after it (both 0/1).
+    clean-up and ``mask`` after it (both 0/1); see ``features_of_sums``."""
+    return features_of_sums(probability_sums(proba, mask), raw, mask)
+
+
+def features_of_sums(sums: dict[str, float], raw: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Features of one prediction from its ``probability_sums`` and its masks before (``raw``)
+    and after clean-up (``mask``):
 
     - soft_dice: Dice between the probability map and the mask (the model's own expected Dice)
     - uncertain: undecided pixels (0.1 < p < 0.9) per lung pixel
@@ -44,12 +63,10 @@ def features(proba: np.ndarray, raw: np.ndarray, mask: np.ndarray) -> dict[str, 
     sizes = _region_sizes(raw)
     kept_sizes = np.sort(_region_sizes(mask))[::-1]
     kept = len(kept_sizes)
-    low, high = np.float64(UNCERTAIN[0]), np.float64(UNCERTAIN[1])  # compared as doubles, as the page does
-    undecided = float(((proba > low) & (proba < high)).sum())
-    inside = float(proba[mask].sum(dtype=np.float64))
+    inside = sums["inside"]
     return {
-        "soft_dice": 2 * inside / max(float(proba.sum(dtype=np.float64)) + lung, 1.0),
-        "uncertain": undecided / max(lung, 1.0),
+        "soft_dice": 2 * inside / max(sums["total"] + lung, 1.0),
+        "uncertain": sums["undecided"] / max(lung, 1.0),
         "confidence": inside / lung if lung else 0.0,
         "area": lung / pixels,
         "regions": float((sizes >= MIN_REGION * pixels).sum()),
