@@ -6,8 +6,14 @@ raw 0-255 RGB pixels and cannot drift: resizing to the model's input size and VG
 which TensorFlow.js runs exactly). So does the per-X-ray intensity standardisation of models
 trained with it: a washed-out, dark or flat export reaches VGG with the contrast of a typical
 training X-ray.
+
+``resize_taps`` and ``resize_input`` are the same bilinear resize in numpy, value for value
+(float32, the same operations in the same order), for parts of it: Python inference resizes a
+full-size X-ray to the model's input size reading only the pixels the resize reads, and makes
+full-size probabilities band by band (lungseg.postprocess) instead of in the graph.
 """
 import keras
+import numpy as np
 import tensorflow as tf
 
 #: ImageNet channel means in BGR order, as keras.applications.vgg19.preprocess_input uses.
@@ -72,3 +78,33 @@ class ResizeLike(keras.layers.Layer):
     def compute_output_shape(self, input_shapes):
         x, reference = input_shapes
         return (x[0], reference[1], reference[2], x[-1])
+
+
+def resize_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where ``tf.image.resize(method="bilinear")`` (half-pixel centres, no antialiasing) reads
+    along one axis: for each output index its lower and upper input index and the float32 weight
+    of the upper one, computed as TensorFlow's kernel does."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    position = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(position)
+    lower = np.maximum(floor.astype(np.int64), 0)
+    upper = np.minimum(np.ceil(position).astype(np.int64), in_size - 1)
+    return lower, upper, position - floor
+
+
+def resize_input(image: np.ndarray, size: int, invert: bool = False) -> np.ndarray:
+    """``Preprocess``'s resize of an (H, W, C) uint8 image to (size, size, C) float32, equal to
+    the graph's, reading only the 4 pixels per output pixel it reads (no full-size float copy);
+    ``invert``: of ``255 - image``."""
+    rows_lo, rows_hi, row_w = resize_taps(image.shape[0], size)
+    cols_lo, cols_hi, col_w = resize_taps(image.shape[1], size)
+    col_w = col_w[None, :, None]
+
+    def taps(rows):
+        picked = image[rows]
+        out = [picked[:, cols_lo], picked[:, cols_hi]]
+        return [(255 - p if invert else p).astype(np.float32) for p in out]
+    (top_left, top_right), (bottom_left, bottom_right) = taps(rows_lo), taps(rows_hi)
+    top = top_left + (top_right - top_left) * col_w
+    bottom = bottom_left + (bottom_right - bottom_left) * col_w
+    return top + (bottom - top) * row_w[:, None, None]

@@ -32,13 +32,23 @@ def side_labels(mask: np.ndarray) -> np.ndarray:
     region (or none), its pixels are split at the image's vertical midline."""
     mask = mask.astype(bool)
     width = mask.shape[1]
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    rows, cols = bounding_box(mask)
+    labels, count = ndimage.label(mask[rows, cols], structure=np.ones((3, 3)))
     out = np.zeros(mask.shape, np.uint8)
     if count >= 2:
-        centres = ndimage.center_of_mass(mask, labels, range(1, count + 1))
-        for region, (_, x) in enumerate(centres, start=1):
-            out[labels == region] = 1 if x < (width - 1) / 2 else 2
+        centres = ndimage.center_of_mass(mask[rows, cols], labels, range(1, count + 1))
+        sides = [1 if x + cols.start < (width - 1) / 2 else 2 for _, x in centres]
+        out[rows, cols] = np.array([0, *sides], np.uint8)[labels]
     else:
         out[:, : width // 2][mask[:, : width // 2]] = 1
         out[:, width // 2:][mask[:, width // 2:]] = 2
     return out
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and the columns that a 0/1 mask's pixels lie in (empty for an empty mask): the
+    crop where its regions are labelled and its holes filled, at a fraction of a full-size cost."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
