@@ -1,6 +1,11 @@
 """DICOM in, real units out: every test DICOM reads to the same 8-bit image and mask as the PNG
-of a real X-ray; odd objects are refused with a message; areas in cm²; DICOM-SEG re-reads."""
+of a real X-ray; odd objects are refused with a message; areas in cm²; DICOM-SEG re-reads. Files
+as archives hold them (tests/dicoms.py corpus, of a built image): read by content, junk bits
+masked, damaged ones refused in rules.json's words, a valid DICOM Segmentation for every one."""
 import io
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pydicom
@@ -9,9 +14,12 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from conftest import requires_data, val_images
-from dicoms import dataset, encode, jpeg_baseline, variants
-from lungseg import ImageError
-from lungseg.dicom import pixel_spacing, write_seg
+from pydicom.uid import RLELossless, SecondaryCaptureImageStorage
+
+from dicoms import built_xray, corpus, dataset, encode, jpeg_baseline, type1_only, variants
+from lungseg import ImageError, rules
+from lungseg.dicom import (HEADER_UNREADABLE, LACKS, PIXELS_UNREADABLE, is_dicom, pixel_spacing, spacing_warnings,
+                           write_seg)
 from lungseg.imageio import read_input
 from lungseg.measure import lung_areas, side_labels
 from lungseg.metrics import score
@@ -133,3 +141,163 @@ def test_cli_writes_masks_seg_and_cm2_for_dicoms_beside_bad_ones(tmp_path, grey)
     mask = np.asarray(Image.open(tmp_path / "out" / "chest.dcm.mask.png")) > 0
     assert float(chest["lung_cm2"]) == pytest.approx(mask.sum() * 0.16 / 100, rel=1e-5)
     assert (tmp_path / "out" / "chest.dcm.labels.png").is_file()
+
+
+# --- DICOMs as archives hold them (no real X-ray needed: tests/dicoms.py's built one) --------
+
+def _corrupt(name: str, detail: str) -> str:
+    return rules.message("corrupt", name, detail=detail)
+
+
+def _refusal(data: bytes, name: str) -> str:
+    with pytest.raises(ImageError) as error:
+        read_input(data, name)
+    return str(error.value)
+
+
+@pytest.fixture(scope="module")
+def built():
+    """The archive corpus made from a built chest-like image: name -> (bytes, 0)."""
+    return corpus([built_xray()])
+
+
+def test_every_profile_is_recognised_by_content_and_shows_its_pixels(built):
+    """No preamble or file meta, implicit VR, junk above Bits Stored, High Bit 15, signed,
+    MONOCHROME1 with a VOI LUT, codecs, character sets, private tags: one display image."""
+    grey = built_xray()
+    for name, (data, _) in built.items():
+        assert is_dicom(data[:512]), name
+        pixels, xray = read_input(data, name)
+        assert np.array_equal(pixels[..., 0], grey), name
+        assert xray is not None and xray.dataset is not None, name
+    assert not built["no-preamble.dcm"][0][128:132] == b"DICM"
+    assert read_input(built["utf8-private.dcm"][0])[1].dataset.PatientName == "Đặng^Thị Hồng=山田^太郎"
+    assert read_input(built["latin1.dcm"][0])[1].dataset.PatientName == "Ørsted^Zoë"
+
+
+def test_other_formats_and_text_are_not_taken_for_dicom(tmp_path):
+    grey = built_xray(64)
+    for fmt in ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF"):
+        buffer = io.BytesIO()
+        Image.fromarray(grey).save(buffer, format=fmt)
+        assert not is_dicom(buffer.getvalue()[:512]), fmt
+    for text in (b"DICM is a word\n" * 40, b"\x08\x00" + b"text", b"0008,0016 UI 1.2.3\n"):
+        assert not is_dicom(text[:512]), text[:16]
+
+
+def test_damaged_headers_and_missing_pixel_attributes_get_one_plain_message(built):
+    """Garbage after "DICM", a file of file meta only, a truncated meta: the header is unreadable;
+    a header without Rows, Columns, Bits Allocated or Bits Stored names them; never a
+    library's AttributeError or KeyError."""
+    noise = np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes()
+    full = built["full.dcm"][0]
+    meta_end = full.index(b"\x08\x00", 132)                     # the first data set element
+    for name, data in {"garbage.dcm": b"\0" * 128 + b"DICM" + noise,
+                       "meta-only.dcm": full[:meta_end],
+                       "cut-meta.dcm": full[:150]}.items():
+        assert _refusal(data, name) == _corrupt(name, HEADER_UNREADABLE)
+    grey = built_xray(64).astype(np.uint16)
+    for keywords, names in ((["Rows"], "Rows"), (["Columns", "BitsStored"], "Columns, Bits Stored"),
+                            (["BitsAllocated"], "Bits Allocated")):
+        ds = dataset(grey)
+        ds["PixelData"].VR = "OW"                              # pydicom would ask Bits Allocated
+        for keyword in keywords:
+            delattr(ds, keyword)
+        assert _refusal(encode(ds), "sparse.dcm") == _corrupt("sparse.dcm", LACKS.format(names=names))
+    empty = dataset(grey)
+    empty.Rows = None                                          # present, no value
+    assert _refusal(encode(empty), "empty.dcm") == _corrupt("empty.dcm", LACKS.format(names="Rows"))
+    assumed = type1_only(dataset(grey))                        # what may be absent is assumed
+    for keyword in ("HighBit", "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        delattr(assumed, keyword)
+    assert np.array_equal(read_input(encode(assumed), "assumed.dcm")[0][..., 0], built_xray(64))
+    cut = built["full.dcm"][0][:-1000]
+    assert _refusal(cut, "cut.dcm") == _corrupt("cut.dcm", PIXELS_UNREADABLE)
+
+
+def test_bits_outside_bits_stored_are_masked_off():
+    """Bits above Bits Stored, and below it when High Bit is 15, do not reach the display."""
+    ramp = np.arange(4096, dtype=np.uint16).reshape(64, 64)
+    plain = read_input(encode(dataset(ramp)), "plain.dcm")[0]
+    junk = np.random.default_rng(2).integers(0, 16, ramp.shape, np.uint16)
+    signed = (ramp.astype(np.int32) - 2048).astype(np.int16).view(np.uint16) & 0x0FFF
+    cases = {"junk": dataset(ramp | junk << 12),
+             "high-bit": dataset(ramp << 4 | junk, HighBit=15),
+             "signed": dataset(signed | junk << 12, PixelRepresentation=1),
+             "rle": dataset(ramp | junk << 12)}
+    for name, ds in cases.items():
+        data = encode(ds, RLELossless if name == "rle" else None)
+        assert np.array_equal(read_input(data, name)[0], plain), name
+
+
+def test_spacing_that_is_no_chest_gets_a_warning():
+    """Under 15 cm or over 60 cm on a side: the dicom_spacing warning, numbers written as the
+    page writes them; a zero spacing (as some devices write) is no spacing."""
+    grey = built_xray(256).astype(np.uint16)
+    def read(**attributes):
+        return read_input(encode(dataset(grey, **attributes)), "s.dcm")[1]
+    assert read(PixelSpacing=[1.4, 1.4]).warnings == []
+    tiny = read(ImagerPixelSpacing=[0.1, 0.1])
+    assert tiny.warnings == [{"code": "dicom_spacing", "message": (
+        "the pixel spacing (0.1 mm) makes the image 2.6 x 2.6 cm, outside the 15-60 cm of a chest "
+        "X-ray: the areas in cm² are doubtful.")}]
+    wide = read(PixelSpacing=[2.5, 3])
+    assert wide.warnings[0]["message"].startswith("the pixel spacing (3 x 2.5 mm) makes the image 76.8 x 64.0 cm")
+    assert read(PixelSpacing=[0, 0], ImagerPixelSpacing=[1.4, 1.4]).spacing == (1.4, 1.4)
+    unknown = read(PixelSpacing=[0, 0])
+    assert unknown.spacing is None and unknown.warnings == []
+    assert spacing_warnings((0.5, 0.5), 300, 1200) == []          # 15 x 60 cm: the limits are in
+    assert spacing_warnings((0.5, 0.5), 300, 1201) != [] and spacing_warnings((0.5, 0.5), 299, 1200) != []
+
+
+def _tool(name: str) -> str:
+    """A dicom3tools/dcmtk program, or a skip (a failure on CI, which installs them)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} not installed (apt-get install -y dicom3tools dcmtk)")
+        pytest.skip(f"{name} not installed (apt-get install -y dicom3tools dcmtk)")
+    return path
+
+
+def test_a_segmentation_of_every_profile_is_valid_dicom(built, tmp_path):
+    """write_seg never fails on a sparse source and never changes it; dciodvfy finds no error,
+    dcmdump and dcm2pnm read it, highdicom gives the mask back; UIDs the source lacks are the
+    same on every run."""
+    import highdicom as hd
+
+    dciodvfy, dcmdump, dcm2pnm = _tool("dciodvfy"), _tool("dcmdump"), _tool("dcm2pnm")
+    for name, (data, _) in built.items():
+        xray = read_input(data, name)[1]
+        mask = (xray.pixels[..., 0] < 90).astype(np.uint8)
+        before = xray.dataset.to_json()
+        seg = write_seg(xray, mask)
+        assert xray.dataset.to_json() == before, name
+        path = tmp_path / f"{name}.seg.dcm"
+        path.write_bytes(seg)
+        report = subprocess.run([dciodvfy, "-new", str(path)], capture_output=True, text=True)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (name, errors)
+        assert subprocess.run([dcmdump, str(path)], capture_output=True).returncode == 0, name
+        png = tmp_path / f"{name}.png"
+        assert subprocess.run([dcm2pnm, "+on", str(path), str(png)], capture_output=True).returncode == 0, name
+        assert np.array_equal(np.asarray(Image.open(png)) > 0, mask.astype(bool)), name
+        back = hd.seg.segread(io.BytesIO(seg))
+        uid = back.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+        assert np.array_equal(back.get_pixels_by_source_instance([uid], combine_segments=True)[0], mask), name
+    sparse = read_input(built["no-preamble-no-uids.dcm"][0])[1]
+    first, second = (hd.seg.segread(io.BytesIO(write_seg(sparse, np.ones((256, 256), np.uint8)))) for _ in range(2))
+    assert first.StudyInstanceUID == second.StudyInstanceUID and first.PatientName == ""
+    assert first.SourceImageSequence[0].ReferencedSOPClassUID == SecondaryCaptureImageStorage
+
+
+def test_values_the_standard_forbids_are_written_empty():
+    """A Patient's Sex of "Male" and a malformed birth date: the SEG is still written, with
+    those left empty; the other patient and study attributes are copied."""
+    import highdicom as hd
+
+    ds = dataset(built_xray(64).astype(np.uint16), PatientSex="Male", PatientBirthDate="1970-01-01")
+    xray = read_input(encode(ds), "odd.dcm")[1]
+    seg = hd.seg.segread(io.BytesIO(write_seg(xray, np.ones((64, 64), np.uint8))))
+    assert seg.PatientSex == "" and seg.PatientBirthDate == ""
+    assert seg.PatientID == "T001" and seg.StudyInstanceUID == ds.StudyInstanceUID
