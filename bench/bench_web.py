@@ -71,8 +71,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quality", type=int, default=0, metavar="N",
                         help="time quality and warnings (js/quality.js) on N Val X-rays, with and without")
     parser.add_argument("--dice", type=int, default=0, metavar="N", help="mean Dice on N Val X-rays, browser vs Keras")
-    parser.add_argument("--screenshot", metavar="PNG", help="also save a screenshot of the page with a real result "
-                        "(e.g. docs/web.png)")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -160,8 +158,6 @@ def main(argv=None) -> int:
                   f"browser-vs-Keras mask IoU min {min(agree):.4f}, mean {np.mean(agree):.4f}")
         if args.quality:
             quality_cost(browser, mounts, [read_image(p) for p in eb.val_images(args.quality)])
-        if args.screenshot:
-            screenshot(browser, Path(args.screenshot))
         browser.close()
     return 0
 
@@ -190,26 +186,6 @@ def quality_cost(browser, mounts: dict, images: list) -> None:
                   f"{statistics.median(r['maskMs'] for r in runs):.1f}, analyze "
                   f"{statistics.median(r['qualityMs'] for r in runs):.1f}): +{100 * extra:.1f}% "
                   f"({'OK' if extra <= TARGET_QUALITY else 'over'} target {100 * TARGET_QUALITY:.0f}%)")
-
-
-def screenshot(browser, path: Path) -> None:
-    """The page (wasm) with one real Val X-ray segmented, as a small palette PNG."""
-    import io
-
-    from PIL import Image
-
-    with eb.serve_web() as base:
-        page = browser.new_page(viewport={"width": 1200, "height": 1000})
-        page.goto(base + "?backend=wasm")
-        page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
-        page.wait_for_function("document.querySelector('#offline').textContent.includes('Saved')", timeout=60_000)
-        page.set_input_files("#files", [str(eb.val_images(1)[0])])
-        page.wait_for_selector("li.result[data-status=done]", timeout=120_000)
-        image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
-        page.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-    print(f"screenshot: {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":
