@@ -18,6 +18,7 @@ from lungseg.bundle import DEFAULT_MODEL
 from lungseg.plots import difference_overlay
 
 WEB_URL = os.environ.get("LUNGSEG_WEB_URL", "http://127.0.0.1:8502/")
+UPLOAD_MB = rules.MAX_FILE_BYTES // 2**20     # Streamlit counts upload limits in MiB
 log = logging.getLogger("lungseg.app")
 #: The results tables' columns: CSV field (or "size") -> its label (the CSV keeps the field names).
 TABLE = {
@@ -30,12 +31,12 @@ TABLE = {
     "image_right_fraction": st.column_config.NumberColumn(
         "Patient's left lung", format="percent",
         help="The lung on the image's right, as a fraction of the image."),
-    "lung_cm2": st.column_config.NumberColumn(
-        "Lung area (cm²)", format="%.1f", help="From the DICOM's pixel spacing; approximate."),
-    "image_left_cm2": st.column_config.NumberColumn(
-        "Right lung (cm²)", format="%.1f", help="The patient's right lung (on the image's left)."),
-    "image_right_cm2": st.column_config.NumberColumn(
-        "Left lung (cm²)", format="%.1f", help="The patient's left lung (on the image's right)."),
+    "lung_cm2": st.column_config.TextColumn(
+        "Lung area (cm²)", help="From the DICOM's pixel spacing; approximate. — : no pixel spacing."),
+    "image_left_cm2": st.column_config.TextColumn(
+        "Right lung (cm²)", help="The patient's right lung (on the image's left)."),
+    "image_right_cm2": st.column_config.TextColumn(
+        "Left lung (cm²)", help="The patient's left lung (on the image's right)."),
     "quality": st.column_config.NumberColumn(
         "Estimated Dice", format="%.2f",
         help="The model's estimate of this mask's Dice, at the model card's threshold (shown when "
@@ -50,7 +51,6 @@ TABLE = {
 }
 AREAS = ["lung_fraction", "image_left_fraction", "image_right_fraction"]
 CM2 = ["lung_cm2", "image_left_cm2", "image_right_cm2"]
-OPTIONAL = {"quality", "dice", "iou"}      # shown when some row has a value
 OPTIONAL = {"quality", "dice", "iou"}      # shown when some row has a value
 
 
@@ -107,12 +107,15 @@ def limits_text() -> str:
 
 def uploads() -> tuple[list, dict]:
     # type=None: every file reaches lungseg, which refuses what it cannot read with its message.
-    files = st.file_uploader("Chest X-rays", type=None, accept_multiple_files=True, key="xrays")
+    # max_upload_size: the box says rules.json's limit ("Limit 100MB per file"), as the server's
+    # maxUploadSize (.streamlit/config.toml) does.
+    files = st.file_uploader("Chest X-rays", type=None, accept_multiple_files=True, key="xrays",
+                             max_upload_size=UPLOAD_MB)
     st.caption(limits_text())
     with st.expander("Ground-truth masks (optional): Dice, IoU and a difference overlay"):
         truths = st.file_uploader(
             "Lung masks, matched to X-rays by file name (same name, or the name plus _mask)",
-            type=None, accept_multiple_files=True, key="truths")
+            type=None, accept_multiple_files=True, key="truths", max_upload_size=UPLOAD_MB)
     truth_files = {f.name: f for f in truths or []}
     return list(files or []), truth_files
 
@@ -187,31 +190,44 @@ def table_columns(done: list[dict]) -> list[str]:
     return [c for c in order if c not in OPTIONAL or any(r.get(c) is not None for r in done)]
 
 
-def results_table(rows: list[dict], items: list[dict], opacity: float, folder: str) -> None:
+def results_table(rows: list[dict], entries: list[dict], opacity: float, folder: str) -> None:
     """Segmented files with their figures, those with warnings first; then files not segmented,
-    each with its reason."""
+    each with its reason; then the zip of everything, laid out like ``lungseg predict --labels``'s
+    output folder (a DICOM Segmentation that cannot be written is said here and left out)."""
+    segmented = [r for r in rows if r["status"] == "ok"]
     done = sorted(({**r, "size": f"{r['width']} × {r['height']}",
+                    **{k: f"{r[k]:.1f}" if k in r else "—" for k in CM2},   # "—": no pixel spacing
                     "warnings": ", ".join(c.replace("_", " ") for c in r["warnings"].split())}
-                   for r in rows if r["status"] == "ok"), key=lambda r: not r["warnings"])
+                   for r in segmented), key=lambda r: not r["warnings"])
     refused = [r for r in rows if r["status"] != "ok"]
     if done:
         st.dataframe(done, hide_index=True, width="stretch", column_config=TABLE,
-                     column_order=table_columns(done))
+                     column_order=table_columns(segmented))
     if refused:
         st.dataframe(refused, hide_index=True, width="stretch", column_order=["file", "error"],
                      column_config=TABLE)
-    if items:
-        st.download_button("Download all: masks, overlays and figures (zip)",
-                           lambda: results.bundle(items, rows, opacity, folder),
-                           file_name="lungseg-results.zip", mime="application/zip",
-                           on_click="ignore", key="zip", type="primary")
+    if not done:
+        return
+    for entry in entries:
+        if "error" not in entry["result"] and entry["result"]["dicom"]:
+            failure = results.seg_failure(entry["data"], entry["name"], entry["result"], folder)
+            if failure:
+                st.error(failure + " The zip holds its mask, overlay and labels, without it.")
+    scores = [{"input": r["file"], **{k: r.get(k) for k in analysis.SCORE_COLUMNS[1:]}} for r in rows]
+    st.download_button("Download all: masks, overlays and figures (zip)",
+                       lambda: results.bundle(entries, scores, opacity, folder),
+                       file_name="lungseg-results.zip", mime="application/zip",
+                       on_click="ignore", key="zip", type="primary",
+                       help="Laid out like `lungseg predict --labels`'s output folder: NAME.mask.png, "
+                            "NAME.overlay.png, NAME.labels.png, NAME.seg.dcm (DICOMs) and "
+                            "manifest.csv; scores.csv adds the model, threshold, time and Dice.")
 
 
 def segment_all(files: list, truth_files: dict, matches: dict, folder: str, threshold: float,
                 model_name: str) -> tuple[list[dict], list[dict]]:
-    """Each upload's result (and ground-truth scores), and its CSV row, in upload order."""
+    """Each upload's result (and ground-truth scores), and its table row, in upload order."""
     entries, rows = [], []
-    for upload, stem in zip(files, analysis.unique_stems([f.name for f in files])):
+    for upload, out in zip(files, analysis.output_names([f.name for f in files])):
         data = upload.getvalue()
         result = safe(results.segment, data, upload.name, folder, threshold, name=upload.name)
         truth = None
@@ -220,13 +236,15 @@ def segment_all(files: list, truth_files: dict, matches: dict, folder: str, thre
             truth = safe(results.truth, result, data, folder, threshold,
                          truth_files[truth_name].getvalue(), truth_name, name=truth_name)
             truth.setdefault("file", truth_name)
-        entries.append({"name": upload.name, "stem": stem, "data": data, "result": result,
+        entries.append({"name": upload.name, "out": out, "data": data, "result": result,
                         "truth": truth})
         row = {"file": upload.name, "model": model_name, "threshold": threshold}
         if "error" in result:
             row.update(status="error", error=result["error"])
         else:
-            row.update(status="ok", **analysis.csv_fields(result))
+            row.update(status="ok", inference_ms=result["inference_ms"],
+                       warnings=" ".join(w["code"] for w in result["warnings"]),
+                       **{k: result[k] for k in ("width", "height", "quality", *AREAS, *CM2) if k in result})
             if truth and "error" not in truth:
                 row.update(dice=truth["dice"], iou=truth["iou"])
         rows.append(row)
@@ -271,7 +289,7 @@ def main() -> None:
         entries, rows = segment_all(files, truth_files, matches, folder, threshold, card["name"])
     st.header("Results")
     summary(entries, card["name"], threshold, card["threshold"])
-    results_table(rows, [e for e in entries if "error" not in e["result"]], opacity, folder)
+    results_table(rows, entries, opacity, folder)
     for name in (n for n in truth_files if n not in matches.values()):
         st.warning(f"Ground-truth mask {name} matches no uploaded X-ray by file name.")
     # Flagged X-rays first, then the others, then files not segmented (as in the tables).

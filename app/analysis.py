@@ -1,12 +1,16 @@
 """Ground-truth matching and scores, mask encodings and the download bundle (no Streamlit).
 
 All inference goes through ``lungseg.Segmenter`` (see app.results); this module only measures
-and packages.
+and packages. Downloads are named as ``lungseg predict --labels`` names its outputs (rules.json
+``outputs``): ``NAME.mask.png``, ``NAME.overlay.png``, ``NAME.labels.png``, ``NAME.seg.dcm``, NAME
+the upload's full file name; the zip is laid out like its output folder, with ``manifest.csv``,
+plus ``scores.csv`` for what only the app knows (model, threshold, time, Dice against a truth).
 """
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import zipfile
 from collections.abc import Iterable
@@ -14,15 +18,14 @@ from pathlib import PurePath
 
 import numpy as np
 
-from lungseg import ImageError, read_mask
+from lungseg import ImageError, read_mask, rules
 from lungseg.imageio import encode_png
+from lungseg.measure import side_labels
 from lungseg.plots import overlay
 
-CSV_FIELDS = ["file", "status", "width", "height", "lung_fraction", "image_left_fraction",
-              "image_right_fraction", "lung_cm2", "image_left_cm2", "image_right_cm2",
-              "spacing_source", "quality", "warnings", "inference_ms", "model", "threshold", "dice",
-              "iou", "error"]
 OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, to keep their copies small
+SCORES = "scores.csv"
+SCORE_COLUMNS = ["input", "model", "threshold", "inference_ms", "dice", "iou"]
 
 
 def read_truth(data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -74,45 +77,83 @@ def match_truths(image_names: list[str], truth_names: list[str]) -> dict[str, st
     return out
 
 
-def unique_stems(names: list[str]) -> list[str]:
-    """File stems safe for a zip, made unique (``a``, ``a-2``, ...) in upload order."""
-    seen: dict[str, int] = {}
+def output_names(names: list[str]) -> list[str]:
+    """What each upload's outputs are named after, as ``lungseg predict`` does it: the file's full
+    name, and for a name already taken (case-insensitively) ``-2``, ``-3``, ... before its
+    extension, in upload order."""
+    names = [PurePath(name).name or "upload" for name in names]
+    taken = {name.lower() for name in names}
+    seen: set[str] = set()
     out = []
     for name in names:
-        stem = re.sub(r"[^\w.()\[\] +-]+", "_", PurePath(name).stem).strip(" .") or "xray"
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        if name.lower() in seen:
+            stem, suffix = os.path.splitext(name)
+            k = 2
+            while f"{stem}-{k}{suffix}".lower() in taken:
+                k += 1
+            name = f"{stem}-{k}{suffix}"
+            taken.add(name.lower())
+        seen.add(name.lower())
+        out.append(name)
     return out
 
 
-def csv_fields(result: dict) -> dict:
-    """A segmented X-ray's CSV fields (app.results.segment): figures, quality, warning codes."""
-    return {**{k: result[k] for k in CSV_FIELDS if k in result},
-            "warnings": " ".join(w["code"] for w in result["warnings"])}
+def output(name: str, kind: str) -> str:
+    """An output's file name: ``name`` + rules.json's suffix of ``kind`` (mask, overlay, ...)."""
+    return name + rules.OUTPUTS[kind]
 
 
-def csv_text(rows: list[dict]) -> str:
+def manifest_row(name: str, out: str, result: dict, seg_error: str = "") -> dict:
+    """An upload's row of manifest.csv, as ``lungseg predict --labels`` writes it: its outputs,
+    figures, warning codes and messages; an upload not segmented is an error row with its
+    message. ``seg_error``: why its DICOM Segmentation could not be written (the row is then an
+    error that names the outputs the zip still holds)."""
+    if "error" in result:
+        return {"input": name, "status": "error", "message": result["error"]}
+    figures = {k: result[k] for k in rules.MANIFEST_COLUMNS if k in result}
+    messages = [w["message"] for w in result["warnings"]] + ([seg_error] if seg_error else [])
+    return {**figures, "input": name, "status": "error" if seg_error else "ok",
+            "mask": output(out, "mask"), "overlay": output(out, "overlay"),
+            "warnings": " ".join(w["code"] for w in result["warnings"]),
+            "dicom_seg": output(out, "seg") if result["dicom"] and not seg_error else "",
+            "message": " ".join(messages)}
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    """Rows as CSV with ``columns``, as lungseg.batch writes manifest.csv (floats with six
+    decimals, "\\n" line ends, none as empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
     return buffer.getvalue()
 
 
-def build_zip(items: Iterable[tuple[str, np.ndarray, np.ndarray, bytes | None]], rows: list[dict],
-              opacity: float) -> bytes:
-    """masks/<stem>.png (0/255, original size), overlays/<stem>.png, for DICOM inputs
-    segmentations/<stem>.seg.dcm, and results.csv, from (stem, image, mask, DICOM-SEG bytes or
-    None) items (an iterator, so one full-size X-ray is held at a time)."""
+def output_files(out: str, image: np.ndarray, mask: np.ndarray, opacity: float,
+                 seg: bytes | None) -> dict[str, bytes]:
+    """One X-ray's output files by name: mask (0/255), overlay, side labels and, for a DICOM
+    whose Segmentation was written, that."""
+    files = {output(out, "mask"): encode_png(mask),
+             output(out, "overlay"): encode_png(full_overlay(image, mask, opacity)),
+             output(out, "labels"): encode_png(side_labels(mask), scale=False)}
+    if seg is not None:
+        files[output(out, "seg")] = seg
+    return files
+
+
+def build_zip(items: Iterable[tuple[dict, dict[str, bytes]]], scores: list[dict]) -> bytes:
+    """The zip of (manifest row, output files) items, an iterator, so one X-ray's files are held
+    at a time: the files at the top level, manifest.csv (rules.json's columns) and scores.csv."""
     buffer = io.BytesIO()
+    rows = []
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for stem, image, mask, seg in items:
-            bundle.writestr(f"masks/{stem}.png", encode_png(mask))
-            bundle.writestr(f"overlays/{stem}.png", encode_png(full_overlay(image, mask, opacity)))
-            if seg is not None:
-                bundle.writestr(f"segmentations/{stem}.seg.dcm", seg)
-        bundle.writestr("results.csv", csv_text(rows))
+        for row, files in items:
+            rows.append(row)
+            for name, data in files.items():
+                bundle.writestr(name, data)
+        bundle.writestr(rules.OUTPUTS["manifest"], csv_text(rows, rules.MANIFEST_COLUMNS))
+        bundle.writestr(SCORES, csv_text(scores, SCORE_COLUMNS))
     return buffer.getvalue()
 
 

@@ -13,6 +13,7 @@ Whatever the store evicts is recomputed from the upload, with the same result.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from PIL import Image
 
 from app import analysis
 from app.store import ByteLRU
-from lungseg import ImageError, Segmenter, read_image
+from lungseg import ImageError, Segmenter, read_image, rules
 from lungseg.dicom import write_seg
 from lungseg.imageio import encode_png, read_input
 from lungseg.measure import lung_areas, side_labels
@@ -35,6 +36,7 @@ DEFAULT_CACHE_MB = 256
 WORK = threading.RLock()       # one X-ray's full-size work at a time, across all sessions
 #: What analyze() found at the card's threshold, passed on to every threshold's result.
 FACTS = ("quality", "warnings", "inverted", "dicom", "spacing", "spacing_source")
+log = logging.getLogger("lungseg.app")
 
 
 @st.cache_resource(show_spinner=False)
@@ -166,9 +168,17 @@ def labels_png(result: dict) -> bytes:
         return encode_png(side_labels(full_mask(result)), scale=False)
 
 
+def overlay_png(data: bytes, name: str, result: dict, opacity: float) -> bytes:
+    """The full-size X-ray with its mask tinted, as a PNG."""
+    with WORK:
+        return encode_png(analysis.full_overlay(decode(data, name), full_mask(result), opacity))
+
+
 def _seg(xray, mask: np.ndarray, folder: str) -> bytes:
+    """The DICOM Segmentation of ``mask``, right and left lung as two segments (as ``lungseg
+    predict --labels`` writes it, beside NAME.labels.png)."""
     seg = load_segmenter(folder)
-    return write_seg(xray, mask, seg.name, str(seg.card.get("version", "")))
+    return write_seg(xray, mask, seg.name, str(seg.card.get("version", "")), labelled=True)
 
 
 def dicom_seg(data: bytes, name: str, result: dict, folder: str) -> bytes:
@@ -177,13 +187,43 @@ def dicom_seg(data: bytes, name: str, result: dict, folder: str) -> bytes:
         return _seg(read_input(data, name)[1], full_mask(result), folder)
 
 
-def bundle(entries: list[dict], rows: list[dict], opacity: float, folder: str) -> bytes:
-    """The all-results zip, built one X-ray at a time (entries: stem, data, name, result), with a
-    DICOM Segmentation by the model in ``folder`` for each DICOM input."""
+def _seg_failure(err: Exception, name: str) -> str:
+    log.error("writing a DICOM Segmentation failed", exc_info=err)   # no file name: it may name the patient
+    return rules.message("seg_failed", name, detail=f"{type(err).__name__}: {err}")
+
+
+def seg_failure(data: bytes, name: str, result: dict, folder: str) -> str:
+    """Why a DICOM upload's Segmentation cannot be written ("" when it can): tried once per mask
+    and model, so a failure is said on the page, not at the download. Only the verdict is kept."""
+    def attempt() -> str:
+        try:
+            dicom_seg(data, name, result, folder)
+        except Exception as err:  # noqa: BLE001  (any failure: the user is told, the rest goes on)
+            return _seg_failure(err, name)
+        return ""
+    key = ("seg_failure", digest(data), name, folder, hashlib.sha256(result["bits"]).hexdigest()[:24])
+    return store().get_or_compute(key, attempt)
+
+
+def bundle(entries: list[dict], scores: list[dict], opacity: float, folder: str) -> bytes:
+    """The all-results zip (analysis.build_zip) of every upload (entries: name, out, data, result),
+    built one X-ray at a time, with a DICOM Segmentation by the model in ``folder`` for each DICOM
+    input; one that cannot be written is left out and its row says why."""
     def items():
         for entry in entries:
+            name, out, result = entry["name"], entry["out"], entry["result"]
+            if "error" in result:
+                yield analysis.manifest_row(name, out, result), {}
+                continue
             with WORK:
-                image, xray = read_input(entry["data"], entry["name"])
-                mask = full_mask(entry["result"])
-                yield entry["stem"], image, mask, _seg(xray, mask, folder) if xray else None
-    return analysis.build_zip(items(), rows, opacity)
+                image, xray = read_input(entry["data"], name)
+                mask = full_mask(result)
+                seg, failure = None, ""
+                if xray is not None:
+                    try:
+                        seg = _seg(xray, mask, folder)
+                    except Exception as err:  # noqa: BLE001  (the zip goes on without it)
+                        failure = _seg_failure(err, name)
+                yield (analysis.manifest_row(name, out, result, failure),
+                       analysis.output_files(out, image, mask, opacity, seg))
+    return analysis.build_zip(items(), scores)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import results
+from app.analysis import output
 from lungseg.imageio import encode_png
 from lungseg.measure import PATIENT_SIDE_NOTE
 from lungseg.plots import difference_overlay, overlay
@@ -50,26 +51,35 @@ def quality_metric(col, quality: float | None) -> None:
                    "mask matches a careful manual outline, at the model card's threshold.")
 
 
-def downloads(entry: dict, folder: str) -> None:
-    """On-click downloads of one X-ray: mask PNG, labelled PNG and, for a DICOM, a DICOM-SEG."""
-    stem, result = entry["stem"], entry["result"]
-    cols = st.columns(3)
-    cols[0].download_button("Download mask (PNG, original size)",
-                            lambda: encode_png(results.full_mask(result)),
-                            file_name=f"{stem}_mask.png", mime="image/png", on_click="ignore",
-                            key=f"mask::{stem}")
-    cols[1].download_button("Download labelled mask (PNG)",
-                            lambda: results.labels_png(result), file_name=f"{stem}_labels.png",
-                            mime="image/png", on_click="ignore", key=f"labels::{stem}",
+def downloads(entry: dict, folder: str, opacity: float) -> None:
+    """On-click downloads of one X-ray, named as ``lungseg predict --labels`` names its outputs:
+    mask, overlay, side labels and, for a DICOM, its DICOM Segmentation (or why it cannot be
+    written)."""
+    name, out, result = entry["name"], entry["out"], entry["result"]
+    cols = st.columns(4)
+    cols[0].download_button("Download mask (PNG)", lambda: encode_png(results.full_mask(result)),
+                            file_name=output(out, "mask"), mime="image/png", on_click="ignore",
+                            key=f"mask::{out}", help="Full size: 255 = lung, 0 = the rest.")
+    cols[1].download_button("Download overlay (PNG)",
+                            lambda: results.overlay_png(entry["data"], name, result, opacity),
+                            file_name=output(out, "overlay"), mime="image/png", on_click="ignore",
+                            key=f"overlay::{out}", help="The X-ray with the lungs tinted, full size.")
+    cols[2].download_button("Download labelled mask (PNG)", lambda: results.labels_png(result),
+                            file_name=output(out, "labels"), mime="image/png", on_click="ignore",
+                            key=f"labels::{out}",
                             help="The patient's right lung is 1, the left lung 2, the rest 0 "
                                  "(it looks black in an image viewer).")
-    if result["dicom"]:
-        cols[2].download_button(
-            "Download DICOM Segmentation (.seg.dcm)",
-            lambda: results.dicom_seg(entry["data"], entry["name"], result, folder),
-            file_name=f"{stem}.seg.dcm", mime="application/dicom", on_click="ignore",
-            key=f"seg::{stem}", help="References the X-ray and copies its patient and study "
-                                     "attributes, so a PACS files it with the X-ray.")
+    if not result["dicom"]:
+        return
+    failure = results.seg_failure(entry["data"], name, result, folder)
+    if failure:
+        cols[3].error(failure)
+        return
+    cols[3].download_button(
+        "Download DICOM Segmentation", lambda: results.dicom_seg(entry["data"], name, result, folder),
+        file_name=output(out, "seg"), mime="application/dicom", on_click="ignore", key=f"seg::{out}",
+        help="The right and the left lung as two segments. References the X-ray and copies its "
+             "patient and study attributes, so a PACS files it with the X-ray.")
 
 
 def show_result(entry: dict, opacity: float, folder: str) -> None:
@@ -93,14 +103,15 @@ def show_result(entry: dict, opacity: float, folder: str) -> None:
         cols[3].image(difference_overlay(image, truth["preview"] >= 128, mask), width="stretch",
                       caption=f"vs ground truth ({truth['file']}): red = lung missed, "
                               f"yellow = extra lung")
-    cols = st.columns(7 if has_truth else 5)
+    cols = st.columns(4)
     area_metrics(cols[:3], result)
-    cols[3].metric("Inference", f"{result['inference_ms']:.0f} ms")
-    quality_metric(cols[4], result["quality"])
+    quality_metric(cols[3], result["quality"])
+    cols = st.columns(4)
+    cols[0].metric("Inference", f"{result['inference_ms']:.0f} ms")
     if has_truth:
-        cols[5].metric("Dice", f"{truth['dice']:.4f}")
-        cols[6].metric("IoU", f"{truth['iou']:.4f}")
+        cols[1].metric("Dice", f"{truth['dice']:.4f}")
+        cols[2].metric("IoU", f"{truth['iou']:.4f}")
     st.caption(PATIENT_SIDE_NOTE + areas_note(result))
     if truth is not None and not has_truth:
         st.error(truth["error"])
-    downloads(entry, folder)
+    downloads(entry, folder, opacity)

@@ -36,6 +36,7 @@ from lungseg.bundle import DEFAULT_MODEL, SEED_MODEL  # noqa: E402
 from lungseg.imageio import encode_png  # noqa: E402
 from lungseg.measure import lung_areas, side_labels  # noqa: E402
 from lungseg.metrics import score  # noqa: E402
+from lungseg.plots import overlay  # noqa: E402
 
 APP = str(ROOT / "streamlit_app.py")
 
@@ -111,12 +112,13 @@ def table(at) -> list[dict]:
     return [row for frame in at.dataframe for row in frame.value.to_dict("records")]
 
 
-def unzip(data: bytes) -> tuple[dict[str, np.ndarray], list[dict], list[str]]:
+def unzip(data: bytes, table: str = "manifest.csv") -> tuple[dict[str, np.ndarray], list[dict], list[str]]:
+    """The zip's masks (NAME.mask.png -> pixels), the rows of ``table`` and every file name."""
     with zipfile.ZipFile(io.BytesIO(data)) as bundle:
         names = bundle.namelist()
         masks = {n: np.asarray(Image.open(io.BytesIO(bundle.read(n))))
-                 for n in names if n.startswith("masks/")}
-        rows = list(csv.DictReader(io.StringIO(bundle.read("results.csv").decode())))
+                 for n in names if n.endswith(".mask.png")}
+        rows = list(csv.DictReader(io.StringIO(bundle.read(table).decode())))
     return masks, rows, names
 
 
@@ -221,10 +223,12 @@ def test_page_explains_limits_and_privacy():
     assert at.info[0].value == "Upload one or more chest X-rays to start."
 
 
-def test_upload_limit_lets_lungseg_judge_file_sizes():
-    """Streamlit's own limit is above rules.json's, so a file between gets LungSeg's message."""
+def test_upload_limit_is_the_rule():
+    """The upload box states rules.json's limit (100 MB), which the server enforces too."""
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] * 2**20 > rules.MAX_FILE_BYTES
+    assert config["server"]["maxUploadSize"] * 2**20 == rules.MAX_FILE_BYTES
+    at = new_app()
+    assert [u.proto.max_upload_size_mb for u in at.get("file_uploader")] == [100, 100]
 
 
 def test_every_file_is_listed_and_counted(downloads):
@@ -243,7 +247,8 @@ def test_every_file_is_listed_and_counted(downloads):
     assert [r["status"] for r in rows] == ["ok", "error", "error", "error", "error"]
     assert [r["error"] for r in rows[1:]] == [e.value for e in at.error]
     _, csv_rows, _ = unzip(downloads["lungseg-results.zip"])
-    assert [r["file"] for r in csv_rows] == ["xray.png"] + [n for n, _, _ in bad]
+    assert [r["input"] for r in csv_rows] == ["xray.png"] + [n for n, _, _ in bad]
+    assert [r["message"] for r in csv_rows[1:]] == [e.value for e in at.error]
 
 
 def test_a_real_gif_is_refused():
@@ -284,12 +289,15 @@ def test_one_xray(seg, downloads):
     assert metrics["Inference"].endswith(" ms")
     assert any("patient's right" in c.value for c in at.caption)
 
-    assert downloads[f"{path.stem}_mask.png"] == encode_png(expected)
+    assert downloads[f"{path.name}.mask.png"] == encode_png(expected)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(downloads[f"{path.name}.overlay.png"]))),
+                          overlay(read_image(path), expected))
+    assert downloads[f"{path.name}.labels.png"] == encode_png(side_labels(expected), scale=False)
     masks, rows, names = unzip(downloads["lungseg-results.zip"])
-    assert sorted(names) == sorted([f"masks/{path.stem}.png", f"overlays/{path.stem}.png",
-                                    "results.csv"])
-    assert np.array_equal(masks[f"masks/{path.stem}.png"], expected * 255)
-    assert rows[0]["file"] == path.name and float(rows[0]["lung_fraction"]) == pytest.approx(
+    assert sorted(names) == sorted([f"{path.name}.mask.png", f"{path.name}.overlay.png",
+                                    f"{path.name}.labels.png", "manifest.csv", "scores.csv"])
+    assert np.array_equal(masks[f"{path.name}.mask.png"], expected * 255)
+    assert rows[0]["input"] == path.name and float(rows[0]["lung_fraction"]) == pytest.approx(
         areas["lung_fraction"], abs=1e-6)
 
 
@@ -318,8 +326,8 @@ def test_several_xrays_with_bad_files(seg, downloads):
     masks, csv_rows, _ = unzip(downloads["lungseg-results.zip"])
     assert len(masks) == 3 and len(csv_rows) == 8
     for path in good:
-        assert np.array_equal(masks[f"masks/{path.stem}.png"], seg.predict(path) * 255)
-        assert downloads[f"{path.stem}_mask.png"] == encode_png(seg.predict(path))
+        assert np.array_equal(masks[f"{path.name}.mask.png"], seg.predict(path) * 255)
+        assert downloads[f"{path.name}.mask.png"] == encode_png(seg.predict(path))
 
 
 @requires_data
@@ -343,10 +351,10 @@ def test_ground_truth_dice(seg, downloads):
     by_file = {r["file"]: r for r in table(at)}
     for path, e in zip(images, expected):
         assert by_file[path.name]["dice"] == pytest.approx(e["dice"])
-    _, rows, _ = unzip(downloads["lungseg-results.zip"])
+    _, rows, _ = unzip(downloads["lungseg-results.zip"], "scores.csv")
     assert [float(r["dice"]) for r in rows[:2]] == pytest.approx([e["dice"] for e in expected],
                                                                  abs=1e-6)
-    assert rows[2]["dice"] == "" and rows[2]["status"] == "ok"
+    assert rows[2]["dice"] == "" and rows[2]["input"] == "odd.png"
 
 
 @requires_data
@@ -375,7 +383,7 @@ def test_odd_formats(seg, downloads):
     masks, rows, _ = unzip(downloads["lungseg-results.zip"])
     for name, data in uploads.items():
         expected = seg.predict(data)
-        got = masks[f"masks/{name.rsplit('.', 1)[0]}.png"]
+        got = masks[f"{name}.mask.png"]
         assert got.shape == read_image(data).shape[:2]
         assert np.array_equal(got, expected * 255), name
     assert (rows[0]["width"], rows[0]["height"]) == ("331", "287")
@@ -429,13 +437,13 @@ def test_washed_out_and_negative_xrays_are_flagged_first(segmenter, downloads):
     assert [r["warnings"] for r in rows] == ["washed out", "inverted", ""]
     assert any("2 with warnings" in m.value for m in at.markdown)
     _, csv_rows, _ = unzip(downloads["lungseg-results.zip"])
-    assert [(r["file"], r["warnings"]) for r in csv_rows] == [
+    assert [(r["input"], r["warnings"]) for r in csv_rows] == [
         ("normal.png", ""), ("washed.png", "washed_out"), ("negative.png", "inverted")]
-    assert downloads["negative_mask.png"] == encode_png(expected["negative.png"].mask)
+    assert downloads["negative.png.mask.png"] == encode_png(expected["negative.png"].mask)
 
     at.sidebar.select_slider[0].set_value(0.7).run()
     assert not at.exception
-    assert downloads["negative_mask.png"] == encode_png(
+    assert downloads["negative.png.mask.png"] == encode_png(
         segmenter.to_mask(expected["negative.png"].probability, 0.7))
     assert [w.value for w in at.warning] == messages            # still those of the card's threshold
     assert any("model card's threshold (0.50)" in c.value for c in at.caption)
@@ -454,25 +462,97 @@ def test_dicom_areas_in_cm2_and_dicom_seg(segmenter, downloads):
     assert metrics["Lung area"] == f"{expected.areas['lung_cm2']:.1f} cm²"
     assert metrics["Patient's right lung"] == f"{expected.areas['image_left_cm2']:.1f} cm²"
     [row] = table(at)
-    assert row["lung_cm2"] == pytest.approx(expected.areas["lung_cm2"])
-    assert row["image_right_cm2"] == pytest.approx(expected.areas["image_right_cm2"])
+    assert row["lung_cm2"] == f"{expected.areas['lung_cm2']:.1f}"
+    assert row["image_right_cm2"] == f"{expected.areas['image_right_cm2']:.1f}"
     assert any("Pixel Spacing (0.7 x 0.7 mm per pixel)" in c.value and "approximate" in c.value
                for c in at.caption)
 
-    mask = np.asarray(Image.open(io.BytesIO(downloads["chest_mask.png"]))) // 255
+    mask = np.asarray(Image.open(io.BytesIO(downloads["chest.dcm.mask.png"]))) // 255
     assert np.array_equal(mask, expected.mask)
-    labels = np.asarray(Image.open(io.BytesIO(downloads["chest_labels.png"])))
+    labels = np.asarray(Image.open(io.BytesIO(downloads["chest.dcm.labels.png"])))
     assert np.array_equal(labels, side_labels(mask))
     masks, [csv_row], names = unzip(downloads["lungseg-results.zip"])
     assert float(csv_row["lung_cm2"]) == pytest.approx(expected.areas["lung_cm2"], abs=1e-6)
-    assert csv_row["spacing_source"] == "Pixel Spacing"
+    assert csv_row["spacing_source"] == "Pixel Spacing" and csv_row["dicom_seg"] == "chest.dcm.seg.dcm"
     with zipfile.ZipFile(io.BytesIO(downloads["lungseg-results.zip"])) as bundle:
-        zipped = bundle.read("segmentations/chest.seg.dcm")
-    for seg_bytes in (downloads["chest.seg.dcm"], zipped):
+        zipped = bundle.read("chest.dcm.seg.dcm")
+    for seg_bytes in (downloads["chest.dcm.seg.dcm"], zipped):     # two segments: right, left lung
         seg = hd.seg.segread(io.BytesIO(seg_bytes))
         uid = expected.dicom.dataset.SOPInstanceUID
         pixels = seg.get_pixels_by_source_instance([uid], combine_segments=True)[0]
-        assert np.array_equal(pixels, mask) and seg.PatientID == expected.dicom.dataset.PatientID
+        assert np.array_equal(pixels, labels) and seg.PatientID == expected.dicom.dataset.PatientID
+
+
+def read_back(name: str, data: bytes):
+    """An output file's content to compare: PNG pixels, or a DICOM Segmentation's pixels."""
+    if name.endswith(".png"):
+        return np.asarray(Image.open(io.BytesIO(data)))
+    import pydicom
+    return pydicom.dcmread(io.BytesIO(data)).pixel_array      # the segments' frames
+
+
+@requires_data
+def test_zip_is_laid_out_like_the_cli_output_folder(downloads, tmp_path, monkeypatch):
+    """The app's zip and ``lungseg predict --labels`` on the same files (two called xray.png, a
+    DICOM): the same file names and contents, the same manifest.csv (columns and values, written
+    alike), scores.csv beside it; cm² shown as "—" where a PNG has no pixel spacing."""
+    from lungseg.cli import main
+
+    first, second = val_images(2, "Normal")
+    dicom = chest_dicom(PixelSpacing=[0.7, 0.7])
+    for folder, name, data in (("one", "xray.png", first.read_bytes()),
+                               ("two", "xray.png", second.read_bytes()), ("three", "chest.dcm", dicom)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "one/xray.png", "two/xray.png", "three/chest.dcm", "--out", "out",
+                 "--labels"]) == 0
+
+    at = upload(new_app(), [("xray.png", first.read_bytes(), "image/png"),
+                            ("xray.png", second.read_bytes(), "image/png"),
+                            ("chest.dcm", dicom, "application/dicom")])
+    cm2 = [[r[k] for k in ("lung_cm2", "image_left_cm2", "image_right_cm2")] for r in table(at)]
+    assert [r["file"] for r in table(at)] == ["xray.png", "xray.png", "chest.dcm"]
+    assert cm2[:2] == [["—"] * 3] * 2 and "—" not in cm2[2] and None not in cm2[2]
+    assert downloads["xray-2.png.mask.png"] and downloads["chest.dcm.seg.dcm"]
+    with zipfile.ZipFile(io.BytesIO(downloads["lungseg-results.zip"])) as bundle:
+        zipped = {n: bundle.read(n) for n in bundle.namelist()}
+    cli = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert sorted(zipped) == sorted([*cli, "scores.csv"])
+    assert "xray-2.png.overlay.png" in cli and "chest.dcm.seg.dcm" in cli
+    for name, data in cli.items():
+        if name != "manifest.csv":
+            assert np.array_equal(read_back(name, zipped[name]), read_back(name, data)), name
+    manifest = [line.split(",", 1) for line in zipped["manifest.csv"].decode().splitlines()]
+    expected = [line.split(",", 1) for line in cli["manifest.csv"].decode().splitlines()]
+    assert [rest for _, rest in manifest] == [rest for _, rest in expected]   # all but the input
+    assert [name for name, _ in manifest] == ["input", "xray.png", "xray.png", "chest.dcm"]
+    assert [name for name, _ in expected] == ["input", "one/xray.png", "two/xray.png", "three/chest.dcm"]
+    scores = list(csv.DictReader(io.StringIO(zipped["scores.csv"].decode())))
+    assert [(r["input"], r["threshold"]) for r in scores] == [
+        ("xray.png", "0.500000"), ("xray.png", "0.500000"), ("chest.dcm", "0.500000")]
+
+
+@requires_data
+def test_a_dicom_segmentation_that_cannot_be_written_is_said(downloads, small_store, monkeypatch):
+    """Its section and the zip button say why, with rules.json's message (no download that fails);
+    the zip still comes, with every other file, and its manifest row says it too."""
+    def fail(*args, **kwargs):
+        raise AttributeError("'FileDataset' object has no attribute 'PatientBirthDate'")
+    monkeypatch.setattr(results, "write_seg", fail)
+    path = val_images(1, "Normal")[0]
+    at = upload(new_app(), [png_file(path), ("chest.dcm", chest_dicom(), "application/dicom")])
+    said = rules.message("seg_failed", "chest.dcm", detail="AttributeError: 'FileDataset' object "
+                                                           "has no attribute 'PatientBirthDate'")
+    assert [e.value for e in at.error] == [
+        said + " The zip holds its mask, overlay and labels, without it.", said]
+    assert "chest.dcm.seg.dcm" not in downloads and "chest.dcm.mask.png" in downloads
+    _, rows, names = unzip(downloads["lungseg-results.zip"])
+    assert sorted(names) == sorted(f"{n}.{kind}.png" for n in (path.name, "chest.dcm")
+                                   for kind in ("mask", "overlay", "labels")) + ["manifest.csv", "scores.csv"]
+    assert [(r["input"], r["status"], r["dicom_seg"]) for r in rows] == [
+        (path.name, "ok", ""), ("chest.dcm", "error", "")]
+    assert rows[1]["message"].endswith(said) and rows[1]["mask"] == "chest.dcm.mask.png"
 
 
 @requires_data
@@ -489,9 +569,8 @@ def test_rerun_and_controls_do_not_rerun_the_model(monkeypatch):
 
     results.store().clear()
     calls = []
-    original = Seg.predict_proba_batch
-    monkeypatch.setattr(Seg, "predict_proba_batch",
-                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    original = Seg.analyze                             # how the app runs the model
+    monkeypatch.setattr(Seg, "analyze", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     path = val_images(2, "Normal")[1]
     at = upload(new_app(), [png_file(path)])
     assert len(calls) == 1
@@ -510,8 +589,8 @@ def test_results_recomputed_after_eviction_are_equal(seg, small_store, monkeypat
     first, second = val_images(2, "COVID-19")
     expected = seg.predict(first)
     calls = []
-    original = Segmenter.predict_proba_batch
-    monkeypatch.setattr(Segmenter, "predict_proba_batch",
+    original = Segmenter.analyze                       # how the app runs the model
+    monkeypatch.setattr(Segmenter, "analyze",
                         lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     small_store.budget = 400_000          # one 256x256 X-ray: about 340 kB
     folder = str(DEFAULT_MODEL)
@@ -562,7 +641,7 @@ def test_model_choice_and_deployed_folder(tmp_path, monkeypatch, downloads):
     assert "size on disk" in card and "training data" in card
     path = val_images(1, "Normal")[0]
     upload(at, [png_file(path)])
-    assert downloads[f"{path.stem}_mask.png"] == encode_png(Segmenter.load(SEED_MODEL).predict(path))
+    assert downloads[f"{path.name}.mask.png"] == encode_png(Segmenter.load(SEED_MODEL).predict(path))
 
 
 @requires_data
