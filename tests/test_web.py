@@ -142,16 +142,19 @@ def test_batch_with_bad_files_and_download_matches_python(app, python_seg, tmp_p
     assert mask.shape == (original.height, original.width)
     assert set(np.unique(mask)) <= {0, 255}
     assert eb.iou(mask > 0, python_seg.predict(good[0])) >= 0.99
-    # All masks as a zip: one PNG per good file, and results.csv.
+    assert info.value.suggested_filename == f"{good[0].name}.mask.png"
+    # Everything as a zip: mask, overlay and side labels PNGs per good file, and manifest.csv.
     with app.expect_download() as info:
         app.click("#download-all")
+    assert info.value.suggested_filename == "lungseg-results.zip"
     info.value.save_as(tmp_path / "all.zip")
     archive = zipfile.ZipFile(tmp_path / "all.zip")
     assert archive.testzip() is None
     names = archive.namelist()
-    assert {Path(g.name).stem + "_mask.png" for g in good} <= set(names) and "results.csv" in names
+    assert {f"{g.name}.{kind}.png" for g in good for kind in ("mask", "overlay", "labels")} <= set(names)
+    assert "manifest.csv" in names
     for name in names:
-        assert name == "results.csv" or archive.read(name)[:8] == b"\x89PNG\r\n\x1a\n"
+        assert name == "manifest.csv" or archive.read(name)[:8] == b"\x89PNG\r\n\x1a\n"
     assert not app.errors
 
 
@@ -717,7 +720,7 @@ def _upload_all(app, files: dict, mime: str) -> dict:
 def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
     """Per X-ray: the page's estimated Dice is Segmenter.analyze's (within 0.01), its warnings
     (codes and messages) are Python's, flagged items are marked and counted; a negative X-ray
-    is segmented inverted with Python's mask; the zip's results.csv has the manifest's columns."""
+    is segmented inverted with Python's mask; the zip's manifest.csv has the CLI's columns."""
     assert META.get("quality"), "web/model/metadata.json has no quality estimator"
     files = _quality_inputs()
     page = _upload_all(app, files, "image/png")
@@ -745,15 +748,15 @@ def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
     assert "cut_off" in {w["code"] for w in page["cropped.png"]["warnings"]}
     flagged = sum(1 for r in page.values() if r["warnings"])
     assert f"with warnings" in app.inner_text("#summary") and flagged >= 4
-    # results.csv in the zip: the manifest's columns, a row per file, Python's figures.
+    # manifest.csv in the zip: the manifest's columns, a row per file, Python's figures.
     with app.expect_download() as info:
         app.click("#download-all")
     info.value.save_as(tmp_path / "all.zip")
     import csv
 
-    from lungseg.batch import FIELDS
-    rows = list(csv.DictReader(io.StringIO(zipfile.ZipFile(tmp_path / "all.zip").read("results.csv").decode())))
-    assert set(rows[0]) <= set(FIELDS) and {"input", "width", "height", "lung_fraction", "quality", "warnings"} <= set(rows[0])
+    from lungseg.rules import MANIFEST_COLUMNS
+    rows = list(csv.DictReader(io.StringIO(zipfile.ZipFile(tmp_path / "all.zip").read("manifest.csv").decode())))
+    assert list(rows[0]) == MANIFEST_COLUMNS
     by_name = {r["input"]: r for r in rows}
     archive = zipfile.ZipFile(tmp_path / "all.zip")
     from lungseg.measure import lung_areas, side_labels
@@ -764,8 +767,70 @@ def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
         assert row["message"] == " ".join(w["message"] for w in got["warnings"])
         for key, value in lung_areas(got["mask"]).items():
             assert row[key] == f"{value:.6f}", (name, key)
-        labels = np.asarray(Image.open(io.BytesIO(archive.read(row["mask"].replace("_mask.png", "_labels.png")))))
+        labels = np.asarray(Image.open(io.BytesIO(archive.read(row["mask"].replace(".mask.png", ".labels.png")))))
         assert np.array_equal(labels, side_labels(got["mask"])), name
+
+
+@requires_data
+def test_zip_is_laid_out_like_the_cli_output_folder(app, python_seg, dicom_grey, tmp_path, monkeypatch):
+    """The page's zip and ``lungseg predict --labels`` on the same files (two called xray.png and a
+    DICOM): the same names (the page writes no .seg.dcm), the same manifest columns and values
+    (figures within model precision: the page runs the float16 export), overlays exactly
+    lungseg.plots.overlay of the page's mask, and the per-file buttons' names."""
+    import csv
+
+    from dicoms import dataset, encode
+    from lungseg.cli import main
+    from lungseg.imageio import read_image
+    from lungseg.measure import side_labels
+    from lungseg.plots import overlay
+
+    first, second = val_images(2, "Non-COVID")
+    dicom = encode(dataset(dicom_grey.astype(np.uint16) * 16 + 8, PixelSpacing=[0.5, 0.4]))
+    given = {"one/xray.png": first.read_bytes(), "two/xray.png": second.read_bytes(), "three/chest.dcm": dicom}
+    for name, data in given.items():
+        (tmp_path / name).parent.mkdir()
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", *given, "--out", "out", "--labels"]) == 0
+    cli = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    app.wait_for_function("!window.lungsegApp.state.busy", timeout=TIMEOUT)
+    if app.evaluate("window.lungsegApp.state.results.length"):
+        app.click("#clear")                               # the zip holds this test's files only
+    app.set_input_files("#files", [{"name": Path(n).name, "mimeType": "application/octet-stream", "buffer": b}
+                                   for n, b in given.items()])
+    _wait_all(app, 3)
+    second_item = app.locator("li.result").nth(1)
+    for kind in ("mask", "overlay", "labels"):
+        with app.expect_download() as info:
+            second_item.locator(f"button.download-{kind}").click()
+        assert info.value.suggested_filename == f"xray-2.png.{kind}.png"
+    with app.expect_download() as info:
+        app.click("#download-all")
+    info.value.save_as(tmp_path / "page.zip")
+    with zipfile.ZipFile(tmp_path / "page.zip") as archive:
+        page = {n: archive.read(n) for n in archive.namelist()}
+    assert sorted(page) == sorted(n for n in cli if not n.endswith(".seg.dcm"))
+
+    rows = list(csv.DictReader(io.StringIO(page["manifest.csv"].decode())))
+    expected = list(csv.DictReader(io.StringIO(cli["manifest.csv"].decode())))
+    assert page["manifest.csv"].decode().splitlines()[0] == cli["manifest.csv"].decode().splitlines()[0]
+    assert [r["input"] for r in rows] == ["xray.png", "xray.png", "chest.dcm"]
+    for row, want, (name, data) in zip(rows, expected, given.items()):
+        for key in ("status", "mask", "overlay", "width", "height", "spacing_source", "warnings"):
+            assert row[key] == want[key], (name, key)
+        assert row["dicom_seg"] == "" and want["dicom_seg"] == ("chest.dcm.seg.dcm" if name.endswith("dcm") else "")
+        for key in ("lung_fraction", "image_left_fraction", "image_right_fraction", "quality"):
+            assert abs(float(row[key]) - float(want[key])) <= 0.01, (name, key)
+        assert (row["lung_cm2"] == "") == (want["lung_cm2"] == "")
+        mask = np.asarray(Image.open(io.BytesIO(page[row["mask"]]))) // 255
+        assert eb.iou(mask, python_seg.predict(data)) >= 0.999, name
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(page[row["overlay"]]))),
+                              overlay(read_image(data), mask)), name
+        labels = np.asarray(Image.open(io.BytesIO(page[row["mask"].replace(".mask.", ".labels.")])))
+        assert np.array_equal(labels, side_labels(mask)), name
+    assert not app.errors
 
 
 @requires_data

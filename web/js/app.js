@@ -3,10 +3,10 @@
 import { loadSegmenter } from "./segmenter.js";
 import { acceptAttribute, formatG, loadRules } from "./rules.js";
 import { pageFormats } from "./decode.js";
-import { encodeGreyPng, encodeMaskPng, makeZip } from "./encode.js";
+import { encodeGreyPng, encodeMaskPng, encodeRgbPng, makeZip } from "./encode.js";
 import { assess } from "./quality.js";
 import { lungAreas, sideLabels } from "./measure.js";
-import { resultsCsv } from "./results.js";
+import { manifestCsv, outputName, outputNames, overlayRgb } from "./results.js";
 import { registerServiceWorker } from "./serviceworker.js";
 import { describeValidation, formatList } from "./words.js";
 
@@ -24,8 +24,9 @@ window.lungsegApp = {
   numTensors: () => state.segmenter ? state.segmenter.numTensors() : 0,
 };
 
+const ZIP_NAME = "lungseg-results.zip";   // as the app names its zip
+
 function formatMs(ms) { return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`; }
-function stem(name) { return name.replace(/\.[^.]+$/, "") || "image"; }
 
 function applyRules(rules) {
   state.rules = rules;
@@ -95,9 +96,11 @@ function renderItem(result) {
   el.dataset.status = "pending";
   el.querySelector(".name").textContent = result.name;
   el.querySelector(".info").textContent = state.segmenter ? "waiting" : "waiting for the model";
-  const button = el.querySelector(".download");
-  button.setAttribute("aria-label", `Download the mask of ${result.name} as PNG`);
-  button.addEventListener("click", () => downloadOne(result));
+  for (const [kind, what] of [["mask", "mask"], ["overlay", "overlay"], ["labels", "side labels"]]) {
+    const button = el.querySelector(`.download-${kind}`);
+    button.setAttribute("aria-label", `Download the ${what} of ${result.name} as PNG`);
+    button.addEventListener("click", () => downloadOne(result, kind));
+  }
   $("#results").appendChild(el);
   return el;
 }
@@ -270,28 +273,42 @@ function save(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-async function downloadOne(result) {
-  const png = await encodeMaskPng(result.mask, result.width, result.height);
-  save(new Blob([png], { type: "image/png" }), `${stem(result.name)}_mask.png`);
+/** One output of a segmented file, as PNG bytes: mask (0/255), overlay or side labels (1 = the
+ *  patient's right lung, 2 = left, as `lungseg predict --labels`). */
+function outputPng(result, kind) {
+  const { mask, width, height } = result;
+  if (kind === "mask") return encodeMaskPng(mask, width, height);
+  if (kind === "labels") return encodeGreyPng(sideLabels(mask, width, height), width, height);
+  return encodeRgbPng(overlayRgb(result.imageData.data, mask, state.opacity, state.rules.overlay.color), width, height);
 }
 
-/** Every mask as a PNG (0/255), its side labels (NAME_labels.png: 1 = the patient's right lung,
- *  2 = left, as `lungseg predict --labels`) and results.csv (the manifest's columns), as one zip. */
-async function downloadAll() {
-  const used = new Set(), entries = [], rows = [];
-  for (const r of state.results.filter((x) => x.status === "done" || x.status === "error")) {
+/** The files the zip holds (segmented and failed), each with the name its outputs get. */
+function zipped() {
+  const listed = state.results.filter((r) => r.status === "done" || r.status === "error");
+  const names = outputNames(listed.map((r) => r.name));
+  return listed.map((result, i) => ({ result, out: names[i] }));
+}
+
+function downloadOne(result, kind) {
+  const out = zipped().find((z) => z.result === result).out;
+  save(new Blob([outputPng(result, kind)], { type: "image/png" }), outputName(state.rules, out, kind));
+}
+
+/** Everything as one zip laid out like `lungseg predict --labels`'s output folder: each file's
+ *  NAME.mask.png, NAME.overlay.png, NAME.labels.png, and manifest.csv (a row per file, failed
+ *  ones too). */
+function downloadAll() {
+  const entries = [], rows = [];
+  for (const { result: r, out } of zipped()) {
     if (r.status === "error") { rows.push({ input: r.name, status: "error", message: r.message }); continue; }
-    let name = `${stem(r.name)}_mask.png`;
-    for (let k = 2; used.has(name); k++) name = `${stem(r.name)}_${k}_mask.png`;
-    used.add(name);
-    entries.push({ name, data: await encodeMaskPng(r.mask, r.width, r.height) },
-      { name: name.replace(/_mask\.png$/, "_labels.png"), data: encodeGreyPng(sideLabels(r.mask, r.width, r.height), r.width, r.height) });
-    rows.push({ input: r.name, status: "ok", mask: name, width: r.width, height: r.height, ...r.areas,
-      spacing_source: r.spacingSource || "", quality: r.quality,
+    const names = Object.fromEntries(["mask", "overlay", "labels"].map((k) => [k, outputName(state.rules, out, k)]));
+    for (const kind of ["mask", "overlay", "labels"]) entries.push({ name: names[kind], data: outputPng(r, kind) });
+    rows.push({ input: r.name, status: "ok", mask: names.mask, overlay: names.overlay, width: r.width, height: r.height,
+      ...r.areas, spacing_source: r.spacingSource || "", quality: r.quality,
       warnings: r.warnings.map((w) => w.code).join(" "), message: r.warnings.map((w) => w.message).join(" ") });
   }
-  entries.push({ name: "results.csv", data: new TextEncoder().encode(resultsCsv(rows)) });
-  save(makeZip(entries), "lung_masks.zip");
+  entries.push({ name: state.rules.outputs.manifest, data: new TextEncoder().encode(manifestCsv(state.rules, rows)) });
+  save(makeZip(entries), ZIP_NAME);
 }
 
 let pending = 0;

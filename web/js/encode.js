@@ -1,10 +1,15 @@
-// Mask PNGs (fast-png) and the zip of results (fflate), from the vendored libraries.
+// Mask, labels and overlay PNGs (fast-png) and the zip of results (fflate), from the vendored libraries.
 import { zipSync } from "../vendor/fflate.js";
 import { encode } from "../vendor/fast-png/index.js";
 
 /** 8-bit grey values of width x height -> PNG bytes, as they are (e.g. side labels 0/1/2). */
 export function encodeGreyPng(data, width, height) {
   return encode({ width, height, data, channels: 1, depth: 8 });
+}
+
+/** 8-bit RGB values (3 per pixel) of width x height -> PNG bytes (an overlay). */
+export function encodeRgbPng(data, width, height) {
+  return encode({ width, height, data, channels: 3, depth: 8 });
 }
 
 /** A 0/1 (or 0..255) mask of width x height -> PNG bytes, 8-bit grey, nonzero -> 255. */

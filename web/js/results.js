@@ -1,12 +1,60 @@
-// results.csv of the page's zip: the columns of the CLI's manifest.csv (lungseg/batch.py FIELDS)
-// that the page fills (no overlay or DICOM-SEG files here), written as Python's csv module does.
+// What the page's downloads hold, as `lungseg predict --labels` writes its output folder (the app
+// does the same, app/analysis.py): files named NAME.mask.png, NAME.overlay.png, NAME.labels.png
+// (NAME the file's full name, a name already taken made unique with -2, -3, ... before its
+// extension), and manifest.csv with the columns of rules.json `outputs`, written as Python's csv
+// module does. The page writes no DICOM Segmentation (NAME.seg.dcm): the CLI and the app do.
 import { toFixedEven } from "./rules.js";
 
-const FIELDS = ["input", "status", "mask", "width", "height", "lung_fraction", "image_left_fraction",
-  "image_right_fraction", "lung_cm2", "image_left_cm2", "image_right_cm2", "spacing_source", "quality",
-  "warnings", "message"];
-
 const INTEGERS = new Set(["width", "height"]);   // every other number is a float in Python
+
+/** Python's os.path.splitext of a file name: [stem, ".ext"]; leading dots are not an extension. */
+function splitext(name) {
+  const dot = name.lastIndexOf(".");
+  if (dot <= 0 || /^\.+$/.test(name.slice(0, dot))) return [name, ""];
+  return [name.slice(0, dot), name.slice(dot)];
+}
+
+/** What each file's outputs are named after: its full name, or for a name already taken
+ *  (case-insensitively) -2, -3, ... before its extension, in order (lungseg/batch.py). */
+export function outputNames(names) {
+  const taken = new Set(names.map((n) => n.toLowerCase()));
+  const seen = new Set();
+  return names.map((original) => {
+    let name = original;
+    if (seen.has(name.toLowerCase())) {
+      const [stem, ext] = splitext(name);
+      let k = 2;
+      while (taken.has(`${stem}-${k}${ext}`.toLowerCase())) k++;
+      name = `${stem}-${k}${ext}`;
+      taken.add(name.toLowerCase());
+    }
+    seen.add(name.toLowerCase());
+    return name;
+  });
+}
+
+/** An output's file name: `name` + rules.json's suffix of `kind` (mask, overlay, labels). */
+export function outputName(rules, name, kind) { return name + rules.outputs[kind]; }
+
+/** lungseg.plots.overlay: the RGB pixels of `rgba` (ImageData.data) with `mask` tinted in `color`,
+ *  in float32 arithmetic rounded half to even, as NumPy computes it, so both give the same PNG. */
+export function overlayRgb(rgba, mask, opacity, color) {
+  const f = Math.fround, keep = f(1 - opacity), tint = color.map((c) => f(f(opacity) * c));
+  const out = new Uint8Array(mask.length * 3);
+  for (let i = 0; i < mask.length; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = rgba[4 * i + c];
+      out[3 * i + c] = mask[i] ? roundHalfEven(f(f(keep * v) + tint[c])) : v;
+    }
+  }
+  return out;
+}
+
+function roundHalfEven(x) {
+  const low = Math.floor(x);
+  const diff = x - low;
+  return diff > 0.5 || (diff === 0.5 && low % 2 === 1) ? low + 1 : low;
+}
 
 /** A value as the manifest writes it: floats with six decimals, integers as they are, none as "". */
 function cell(value, field) {
@@ -15,8 +63,9 @@ function cell(value, field) {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-/** [{field: value}] -> CSV text: a header line, then one line per row ("\n" line ends). */
-export function resultsCsv(rows) {
-  const lines = rows.map((row) => FIELDS.map((f) => cell(row[f], f)).join(","));
-  return [FIELDS.join(","), ...lines].join("\n") + "\n";
+/** manifest.csv: a header line of rules.json's manifest_columns, then one line per row ("\n"). */
+export function manifestCsv(rules, rows) {
+  const columns = rules.outputs.manifest_columns;
+  const lines = rows.map((row) => columns.map((f) => cell(row[f], f)).join(","));
+  return [columns.join(","), ...lines].join("\n") + "\n";
 }
