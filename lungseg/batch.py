@@ -5,19 +5,28 @@ and the planning and writing ``lungseg.ray_engine`` shares, so both keep one set
     jobs = plan(["scans/"], "masks/", recursive=True)        # raises BatchError if unsafe
     summary = run(jobs, "masks/", segmenter)                 # writes masks, overlays, manifest.csv
 
-Rules it keeps, so that nothing a user gave is lost or overwritten:
-- every input gets its own outputs: ``<file name>.mask.png`` and ``<file name>.overlay.png``
-  (the full file name, extension included), in the sub-folder that mirrors the input's place
-  under a folder given; same names from different inputs get ``-2``, ``-3``, ... before the
-  extension;
-- inputs are paths or URIs (``lungseg.sources``); folders are searched for accepted image files (``rules.EXTENSIONS``) at their top level, or
-  all levels with ``recursive``; hidden files and folders are left out; a folder with none is an
+Rules it keeps, so that nothing a user gave is lost or overwritten and no count lies:
+- every input ``NAME`` (its full file name) gets the outputs of rules.json ``outputs``
+  (``NAME.mask.png``, ``NAME.overlay.png``, with ``labels`` ``NAME.labels.png``, for a DICOM
+  ``NAME.seg.dcm``) in the sub-folder that mirrors its place under a folder given; names that
+  would clash get ``-2``, ``-3``, ... before the extension, and an input keeps the name an
+  earlier run into the same folder gave it;
+- inputs are paths or URIs (``lungseg.sources``); folders are searched at their top level, or all
+  levels with ``recursive``; hidden files and folders (a name starting with ".") are left out.
+  Every other file is an input when its name has an accepted extension (a bad one gets an
+  error row), or when its content is an image LungSeg reads (an extensionless PNG, a DICOM in a
+  ``.dat``; a DICOM without pixel data, such as a DICOMDIR, is not); the rest are listed in
+  ``Plan.left_out``; files that cannot be read get an error row. A folder with no images is an
   error of its own;
-- an output never replaces an input, and the output folder may not be an input folder (or lie
-  inside one searched recursively);
-- outputs that exist stop the run unless ``existing`` is "skip" (resume) or "overwrite";
-- each file is written whole (to a temporary name, then renamed), so an interrupted run never
-  leaves a partial mask; ``manifest.csv`` lists every input with its outputs, status and message.
+- no output goes into a folder that holds an input (the folder given, or the folder of a file
+  given), so an output never replaces an input;
+- outputs that exist stop the run unless ``existing`` is "skip" (resume) or "overwrite"; "skip"
+  keeps an input only when its earlier row says it was segmented (ok or low_quality) and every
+  output it needs exists; failed and incomplete inputs are done again;
+- an input's outputs are written together (temporary names, then renamed), so an input that
+  fails or is interrupted leaves none behind; ``manifest.csv`` gets one row per input and is
+  merged with the folder's earlier manifest (rows keyed by input as given), never shrunk;
+- Ctrl-C raises ``Interrupted`` once the manifest of what was done is written.
 """
 from __future__ import annotations
 
@@ -31,19 +40,23 @@ from typing import TYPE_CHECKING
 
 from . import rules, sources
 from .dicom import write_seg
-from .imageio import ImageError, encode_png
+from .imageio import ImageError, encode_png, sniff
 from .measure import side_labels
-from .sources import Source
+from .sources import Entry, Source
 
 if TYPE_CHECKING:
     from .inference import Analysis
 
-MASK_SUFFIX, OVERLAY_SUFFIX, MANIFEST = ".mask.png", ".overlay.png", "manifest.csv"
-LABELS_SUFFIX, SEG_SUFFIX = ".labels.png", ".seg.dcm"
-FIELDS = ["input", "status", "mask", "overlay", "width", "height", "lung_fraction",
-          "image_left_fraction", "image_right_fraction", "lung_cm2", "image_left_cm2",
-          "image_right_cm2", "spacing_source", "quality", "warnings", "dicom_seg", "message"]
+OUTPUTS = rules.OUTPUTS
+MANIFEST = OUTPUTS["manifest"]
+FIELDS = rules.MANIFEST_COLUMNS
+#: Each output's manifest column ("labels" is written once rules.json's columns name it).
+COLUMNS = {"mask": "mask", "overlay": "overlay", "labels": "labels", "seg": "dicom_seg"}
 EXISTING = ("error", "skip", "overwrite")
+DONE = ("ok", "low_quality")         # statuses of an input whose outputs were written
+#: DICOM elements that hold an image; a DICOM file without any (a DICOMDIR, a report) is no input.
+PIXEL_TAGS = ["PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+WRITE_FAILED = "{file}: its outputs could not be written ({detail}); none were left behind."
 
 
 class BatchError(Exception):
@@ -58,19 +71,30 @@ class Job:
     name: Path
     error: str = ""
 
-    def sibling(self, suffix: str) -> Path:
-        """An output's path relative to the output folder: the input's full name + ``suffix``."""
-        return self.name.parent / (self.name.name + suffix)
+    def output(self, kind: str) -> Path:
+        """An output's path relative to the output folder: the input's full name + the suffix of
+        ``kind`` (a key of rules.json ``outputs``: mask, overlay, labels, seg)."""
+        return self.name.parent / (self.name.name + OUTPUTS[kind])
 
-    def outputs(self, overlay: bool = True) -> list[Path]:
-        return [self.sibling(MASK_SUFFIX)] + ([self.sibling(OVERLAY_SUFFIX)] if overlay else [])
+
+class Plan(list):
+    """The jobs of a run, in order, and ``left_out``: what was found in folders and left out, as
+    (reason, message): "not_image" (a file that is not an image LungSeg reads) or "loop" (a link
+    back to a folder that holds it, not followed: its files are searched where they are)."""
+
+    def __init__(self, jobs: Iterable[Job] = (), left_out: list[tuple[str, str]] | None = None):
+        super().__init__(jobs)
+        self.left_out = left_out or []
 
 
 @dataclass
 class Summary:
-    """What a run did: one manifest row per input, and the counts the user is told."""
+    """What a run did: a manifest row per input done, in plan order, and the counts the user is
+    told; ``kept``: the inputs whose earlier row and outputs were kept (``existing="skip"``)."""
 
     rows: list[dict] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)
+    total: int = 0
 
     def count(self, status: str) -> int:
         return sum(row["status"] == status for row in self.rows)
@@ -79,22 +103,83 @@ class Summary:
     def failed(self) -> int:
         return self.count("error") + self.count("low_quality")
 
+    def new(self) -> list[dict]:
+        """The rows of the inputs segmented by this run (kept ones left out)."""
+        return [row for row in self.rows if row["status"] in DONE and row["input"] not in self.kept]
 
-def _images(folder: Source, recursive: bool) -> list[tuple[Source, PurePosixPath]]:
-    """Accepted image files in ``folder`` (all levels with ``recursive``) with their paths relative
-    to it, sorted; hidden files and folders are left out."""
-    return sorted(((source, rel) for source, rel in sources.files(folder, recursive)
-                   if rules.is_supported(rel) and not any(p.startswith(".") for p in rel.parts)),
-                  key=lambda found: found[1])
+    def written(self, column: str) -> int:
+        """How many outputs of one kind (its manifest column) this run wrote."""
+        return sum(bool(row.get(column)) for row in self.new())
 
 
-def _folder_jobs(folder: Source, recursive: bool) -> list[Job]:
-    files = _images(folder, recursive)
-    if files:
-        return [Job(source, Path(rel)) for source, rel in files]
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, raised once the manifest of the inputs done is written."""
+
+    def __init__(self, summary: Summary):
+        super().__init__()
+        self.summary = summary
+
+
+def _dicom_has_pixels(path: Path) -> bool:
+    """Whether a DICOM file holds an image (reading its elements' headers, not their values)."""
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path, force=True, specific_tags=PIXEL_TAGS, defer_size=256)
+    except Exception:  # noqa: BLE001  (a damaged DICOM is an input: its row says what is wrong)
+        return True
+    return any(tag in dataset for tag in PIXEL_TAGS)
+
+
+def _holds_image(entry: Entry) -> bool:
+    """Whether a file found in a folder is an input: an accepted extension, or (read by content,
+    whatever its name) an image LungSeg reads. A remote file is judged by its name only. Raises
+    ImageError when the file cannot be read."""
+    if rules.is_supported(entry.rel):
+        return True
+    path = sources.local(entry.source)
+    if path is None:
+        return False
+    kind = sniff(path)
+    return kind == "image" or (kind == "dicom" and _dicom_has_pixels(path))
+
+
+def _sort(entry: Entry) -> tuple[str, str]:
+    """What a file found in a folder is: ("input", ""), ("error", why it cannot be read), or left
+    out as ("not_image" | "loop", message)."""
+    if entry.problem == sources.LOOP:
+        return "loop", f"{entry.source}: {entry.problem}."
+    if entry.problem:
+        return "error", rules.message("unreadable", str(entry.source), detail=entry.problem)
+    try:
+        if _holds_image(entry):
+            return "input", ""
+    except ImageError as err:
+        return "error", str(err)
+    return "not_image", rules.message("not_image", str(entry.source))
+
+
+def _search(folder: Source, recursive: bool) -> tuple[list[Job], list[tuple[str, str]]]:
+    """The jobs for the files in ``folder`` (error jobs for those that cannot be read), and what
+    was left out (``Plan.left_out``)."""
+    jobs, left_out = [], []
+    for entry in sources.files(folder, recursive):
+        kind, message = _sort(entry)
+        if kind in ("input", "error"):
+            jobs.append(Job(entry.source, Path(entry.rel), error=message))
+        else:
+            left_out.append((kind, message))
+    return jobs, left_out
+
+
+def _folder_jobs(folder: Source, recursive: bool, left_out: list[tuple[str, str]]) -> list[Job]:
+    jobs, others = _search(folder, recursive)
+    left_out += others
+    if jobs:
+        return jobs
     message = f"{folder}: no images found ({rules.FORMATS})"
     if not recursive:
-        deeper = len(_images(folder, True))
+        deeper = sum(not job.error for job in _search(folder, True)[0])
         if deeper:
             message += f"; {deeper} in its sub-folders: add --recursive to search them"
     return [Job(folder, Path(_name(folder)), error=message + ".")]
@@ -121,37 +206,68 @@ def _once(jobs: list[Job]) -> list[Job]:
     return kept
 
 
-def _unique(jobs: list[Job]) -> None:
-    """Give inputs that would share output names (case-insensitively) ``-2``, ``-3``, ..."""
-    taken = {str(j.name).lower() for j in jobs}
-    seen: set[str] = set()
+def _name_outputs(jobs: list[Job], earlier: dict[str, dict]) -> None:
+    """Name every input's outputs: the name an earlier run into the folder gave it (its manifest
+    row), else its own; a name taken (case-insensitively) by another input, of this run or an
+    earlier one, gets ``-2``, ``-3``, ... before the extension."""
+    suffix = OUTPUTS["mask"]
+    named = {row["input"]: row.get("mask", "")[: -len(suffix)] for row in earlier.values()
+             if row.get("mask", "").endswith(suffix)}
+    seen = {name.lower() for name in named.values()}
+    fresh = []
     for job in jobs:
+        if not job.error and str(job.source) in named:
+            job.name = Path(named[str(job.source)])
+        elif not job.error:
+            fresh.append(job)
+    taken = seen | {str(job.name).lower() for job in fresh}
+    for job in fresh:
         key = str(job.name).lower()
         if key in seen:
-            stem, suffix = os.path.splitext(job.name.name)
+            stem, extension = os.path.splitext(job.name.name)
             k = 2
-            while str(job.name.parent / f"{stem}-{k}{suffix}").lower() in taken:
+            while str(job.name.parent / f"{stem}-{k}{extension}").lower() in taken:
                 k += 1
-            job.name = job.name.parent / f"{stem}-{k}{suffix}"
+            job.name = job.name.parent / f"{stem}-{k}{extension}"
             key = str(job.name).lower()
             taken.add(key)
         seen.add(key)
 
 
+def _masks_folder(folder: Path) -> Path:
+    return folder.parent / (folder.name + "-masks")
+
+
 def _refuse_out_inside(given: Source, out: Path, recursive: bool) -> None:
     """BatchError if ``out`` is the input folder ``given`` (or inside it, with ``recursive``)."""
     folder = sources.local(given)
-    if folder is None or not (out.resolve() == folder or (recursive and folder in out.resolve().parents)):
+    target = sources.local(out)
+    if folder is None or not (target == folder or (recursive and folder in target.parents)):
         return
     raise BatchError(
-        f"--out {out} is {'the input folder' if out.resolve() == folder else 'inside the input folder'}"
+        f"--out {out} is {'the input folder' if target == folder else 'inside the input folder'}"
         f" {given}{' (searched with --recursive)' if recursive else ''}: masks would mix with the "
         f"X-rays (and be read as inputs next time). Choose another folder, e.g. --out "
-        f"{folder.parent / (folder.name + '-masks')}.")
+        f"{_masks_folder(folder)}.")
+
+
+def _refuse_outputs_beside_inputs(jobs: list[Job], out: Path) -> None:
+    """BatchError if an output would go into a folder that holds an input (given by name)."""
+    holders: dict[Path, Source] = {}
+    for job in jobs:
+        path = None if job.error else sources.local(job.source)
+        if path is not None:
+            holders.setdefault(path.parent, job.source)
+    targets = {sources.local(out / job.name.parent) for job in jobs if not job.error} | {sources.local(out)}
+    for target in sorted(t for t in targets if t in holders):
+        where = f"--out {out} is" if target == sources.local(out) else f"the output sub-folder {target} is"
+        raise BatchError(
+            f"{where} the input folder of {holders[target]}: masks would mix with the X-rays (and "
+            f"be read as inputs next time). Choose another folder, e.g. --out {_masks_folder(target)}.")
 
 
 def plan(inputs: Iterable[str | Path], out: str | Path, recursive: bool = False,
-         overlay: bool = True, existing: str = "error") -> list[Job]:
+         overlay: bool = True, existing: str = "error", labels: bool = False) -> Plan:
     """The jobs for files and folders given (paths or URIs), checked to be safe to run into ``out``."""
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {EXISTING}")
@@ -159,23 +275,21 @@ def plan(inputs: Iterable[str | Path], out: str | Path, recursive: bool = False,
         raise BatchError(f"--out {out}: outputs go to a local folder (on a cluster, one every node "
                          f"can write); URIs are for inputs.")
     out = Path(out)
-    jobs: list[Job] = []
+    earlier = read_manifest(out) if existing != "error" else {}
+    jobs = Plan()
     for given in inputs:
         given = str(given) if sources.is_uri(given) else Path(given)
         if sources.is_dir(given):
             _refuse_out_inside(given, out, recursive)
-            jobs += _folder_jobs(given, recursive)
+            jobs += _folder_jobs(given, recursive, jobs.left_out)
         else:
             jobs.append(Job(given, Path(_name(given))))
-    jobs = _once(jobs)
-    _unique(jobs)
-    inputs_here = {sources.local(j.source) for j in jobs if not j.error}
-    clash = [out / p for j in jobs for p in j.outputs(overlay) if (out / p).resolve() in inputs_here]
-    if clash:
-        raise BatchError(f"{clash[0]} is an input and would be overwritten by an output; "
-                         f"choose another --out.")
+    jobs[:] = _once(jobs)
+    _name_outputs(jobs, earlier)
+    _refuse_outputs_beside_inputs(jobs, out)
     if existing == "error":
-        present = [out / p for j in jobs if not j.error for p in j.outputs(overlay) if (out / p).exists()]
+        kinds = ["mask", "seg"] + ["overlay"] * overlay + ["labels"] * labels
+        present = [out / j.output(k) for j in jobs if not j.error for k in kinds if (out / j.output(k)).exists()]
         present += [out / MANIFEST] if (out / MANIFEST).exists() else []
         if present:
             raise BatchError(
@@ -184,33 +298,77 @@ def plan(inputs: Iterable[str | Path], out: str | Path, recursive: bool = False,
     return jobs
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+def write_together(out: Path, files: dict[Path, bytes]) -> None:
+    """Write ``files`` (paths relative to ``out``) whole and together: each to a temporary name
+    beside it, then all renamed into place; if one cannot be written, none is."""
+    temporaries: dict[Path, Path] = {}
+    renamed: list[Path] = []
     try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
+        for rel, data in files.items():
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporaries[path] = path.with_name(f".{path.name}.{os.getpid()}.part")
+            temporaries[path].write_bytes(data)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+            renamed.append(path)
+    except BaseException:
+        for path in renamed:
+            path.unlink(missing_ok=True)
+        raise
     finally:
-        temporary.unlink(missing_ok=True)
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+
+
+def read_manifest(out: Path) -> dict[str, dict]:
+    """The rows of ``out/manifest.csv`` by input (none when there is no manifest); BatchError for
+    a file that is not a LungSeg manifest, which a run must not replace."""
+    path = Path(out) / MANIFEST
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        detail = sources.why(err) if isinstance(err, OSError) else str(err)
+        raise BatchError(f"{path} cannot be read ({detail}): a run adds its rows to it, so move it "
+                         f"away or choose another --out.") from None
+    if not {"input", "status"} <= set(reader.fieldnames or ()):
+        raise BatchError(f"{path} is not a LungSeg manifest (no input and status columns): move it "
+                         f"away or choose another --out.")
+    return {row["input"]: row for row in rows}
 
 
 def write_manifest(out: Path, rows: list[dict]) -> Path:
-    """``out/manifest.csv``: one row per input (FIELDS), floats with six decimals."""
+    """Merge ``rows`` into ``out/manifest.csv`` (FIELDS; floats with six decimals): an input's
+    row replaces its earlier one, the other earlier rows stay in their order, new ones follow."""
+    merged = {**read_manifest(out), **{row["input"]: row for row in rows}}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in rows:
+    for row in merged.values():
         writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_atomic(out / MANIFEST, buffer.getvalue().encode())
-    return out / MANIFEST
+    write_together(Path(out), {Path(MANIFEST): buffer.getvalue().encode()})
+    return Path(out) / MANIFEST
 
 
-def error_row(job: Job, err: Exception) -> dict:
-    """The row of an input that could not be segmented: an ImageError's message, else the error named."""
-    message = str(err) if isinstance(err, ImageError) else \
-        f"{job.source}: could not be segmented ({type(err).__name__}: {err})"
-    return {"input": str(job.source), "status": "error", "mask": "", "overlay": "", "message": message}
+def error_message(job: Job, err: Exception) -> str:
+    """Why an input could not be segmented: an ImageError's message, a read error in words, else
+    the error named."""
+    if isinstance(err, ImageError):
+        return str(err)
+    if isinstance(err, OSError):
+        return rules.message("unreadable", str(job.source), detail=sources.why(err))
+    return f"{job.source}: could not be segmented ({type(err).__name__}: {err})"
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -221,9 +379,9 @@ class Writer:
     Each row carries the mask's estimated quality and its warnings (codes in ``warnings``, the
     messages in ``message``); with ``min_quality``, a mask estimated below it is written but
     its row's status is "low_quality", which counts as a failure. With ``labels``, also
-    ``<name>.labels.png`` (1 = right lung, 2 = left lung). A DICOM input also gets
-    ``<name>.seg.dcm``, a DICOM Segmentation referencing it (two segments with ``labels``), and
-    its areas in cm².
+    ``NAME.labels.png`` (1 = right lung, 2 = left lung). A DICOM input also gets
+    ``NAME.seg.dcm``, a DICOM Segmentation referencing it (two segments with ``labels``), and
+    its areas in cm². An input whose outputs cannot all be made and written gets none.
     """
 
     out: Path
@@ -231,60 +389,75 @@ class Writer:
     labels: bool = False
     min_quality: float | None = None
 
-    def settled(self, job: Job, existing: str, previous: dict[str, dict]) -> dict | None:
-        """The row of a job that needs no model (a planning error, or outputs kept with
-        ``existing="skip"``, with the ``previous`` manifest's figures), else None."""
-        row = {"input": str(job.source), "mask": "", "overlay": "", "message": job.error}
+    def present(self, job: Job) -> dict[str, str]:
+        """The manifest columns of ``job``'s outputs: each names its file if it exists, else ""."""
+        return {column: str(job.output(kind)) if (self.out / job.output(kind)).is_file() else ""
+                for kind, column in COLUMNS.items()}
+
+    def _status(self, quality: float | None) -> str:
+        low = self.min_quality is not None and quality is not None and quality < self.min_quality
+        return "low_quality" if low else "ok"
+
+    def failed(self, job: Job, message: str) -> dict:
+        """The row of an input that failed; it names the outputs of an earlier run still there."""
+        present = self.present(job)
+        left = [name for name in present.values() if name]
+        if left:
+            message += f" (outputs of an earlier run left as they were: {', '.join(left)})"
+        return {"input": str(job.source), "status": "error", **present, "message": message}
+
+    def settled(self, job: Job, existing: str, earlier: dict[str, dict]) -> dict | None:
+        """The row of a job that needs no model, else None: a planning error's, or with
+        ``existing="skip"`` the earlier row of an input that run segmented (ok or low_quality,
+        judged again against this ``min_quality``) whose every output needed here exists (the
+        mask, the overlay and labels if asked, the DICOM Segmentation if it wrote one)."""
         if job.error:
-            return {**row, "status": "error"}
-        outputs = job.outputs(self.overlay)
-        if existing == "skip" and all((self.out / p).exists() for p in outputs):
-            return {**previous.get(str(job.source), {}), **row, "status": "skipped",
-                    "mask": str(outputs[0]), "overlay": str(outputs[1]) if self.overlay else "",
-                    "message": "outputs exist; kept"}
-        return None
+            return self.failed(job, job.error)
+        row = earlier.get(str(job.source)) if existing == "skip" else None
+        if row is None or row.get("status") not in DONE or row.get("mask") != str(job.output("mask")):
+            return None
+        present = self.present(job)
+        needed = ["mask"] + ["overlay"] * self.overlay + ["labels"] * self.labels \
+            + ["dicom_seg"] * bool(row.get("dicom_seg"))
+        if not all(present[column] for column in needed):
+            return None
+        return {**row, **present, "status": self._status(_float(row.get("quality")))}
+
+    def _files(self, job: Job, result: Analysis, segmenter) -> dict[str, bytes]:
+        """Every output of ``job``, encoded (kind -> bytes); nothing is written yet."""
+        from .plots import overlay as tint
+
+        files = {"mask": encode_png(result.mask)}
+        if self.overlay:
+            files["overlay"] = encode_png(tint(result.image, result.mask))
+        if self.labels:
+            files["labels"] = encode_png(side_labels(result.mask), scale=False)
+        if result.dicom:
+            files["seg"] = write_seg(result.dicom, result.mask, segmenter.name,
+                                     str(segmenter.card.get("version", "")), self.labels)
+        return files
 
     def segmented(self, job: Job, segmenter, analyze: Callable[[], Analysis]) -> dict:
         """Analyse ``job`` (``analyze()``), write its outputs, return its row; a failure becomes an
-        error row and never stops the run."""
-        from .plots import overlay as tint
-
-        outputs = job.outputs(self.overlay)
+        error row, leaves no output of this run behind and never stops the run."""
         try:
             result = analyze()
-            mask = result.mask
-            write_atomic(self.out / outputs[0], encode_png(mask))
-            if self.overlay:
-                write_atomic(self.out / outputs[1], encode_png(tint(result.image, mask)))
-            if self.labels:
-                write_atomic(self.out / job.sibling(LABELS_SUFFIX), encode_png(side_labels(mask), scale=False))
-            seg = ""
-            if result.dicom:
-                seg = str(job.sibling(SEG_SUFFIX))
-                write_atomic(self.out / seg, write_seg(result.dicom, mask, segmenter.name,
-                                                       str(segmenter.card.get("version", "")), self.labels))
+            files = self._files(job, result, segmenter)
         except Exception as err:  # noqa: BLE001  (one file's failure must not stop the batch)
-            return error_row(job, err)
-        low = self.min_quality is not None and result.quality is not None and result.quality < self.min_quality
+            return self.failed(job, error_message(job, err))
+        try:
+            write_together(self.out, {job.output(kind): data for kind, data in files.items()})
+        except OSError as err:
+            return self.failed(job, WRITE_FAILED.format(
+                file=job.source, detail=f"{sources.why(err)}: {err.filename}"))
+        mask = result.mask
         return {
-            "input": str(job.source), "status": "low_quality" if low else "ok", "mask": str(outputs[0]),
-            "overlay": str(outputs[1]) if self.overlay else "", "width": mask.shape[1],
-            "height": mask.shape[0], **result.areas, "quality": result.quality,
-            "spacing_source": result.dicom.spacing_source if result.dicom else "", "dicom_seg": seg,
+            "input": str(job.source), "status": self._status(result.quality),
+            **{column: str(job.output(kind)) if kind in files else "" for kind, column in COLUMNS.items()},
+            "width": mask.shape[1], "height": mask.shape[0], **result.areas, "quality": result.quality,
+            "spacing_source": result.dicom.spacing_source if result.dicom else "",
             "warnings": " ".join(w["code"] for w in result.warnings),
             "message": " ".join(w["message"] for w in result.warnings)}
-
-
-def previous_rows(out: Path, existing: str) -> dict[str, dict]:
-    """The last manifest's rows by input when resuming (``existing="skip"``), so skipped files keep
-    their figures; else none."""
-    if existing != "skip":
-        return {}
-    try:
-        with (out / MANIFEST).open(newline="") as file:
-            return {row["input"]: row for row in csv.DictReader(file)}
-    except (OSError, csv.Error, KeyError):
-        return {}
 
 
 def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = None,
@@ -293,18 +466,23 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
     """Segment every job into ``out``, one after the other (``Writer`` says what is written); bad
     files become error rows and never stop the run.
 
-    The manifest is written at the end, also when the run is interrupted (then it lists the
-    files done so far), so ``existing="skip"`` can finish the rest later.
+    The manifest is merged at the end, also on Ctrl-C, which then raises ``Interrupted`` (with
+    the summary so far); ``existing="skip"`` finishes the rest later.
     """
     out = Path(out)
     writer = Writer(out, overlay, labels, min_quality)
-    previous = previous_rows(out, existing)
-    summary = Summary()
+    earlier = read_manifest(out) if existing == "skip" else {}
+    summary = Summary(total=len(jobs))
     try:
         for job in progress(jobs):
-            summary.rows.append(writer.settled(job, existing, previous) or writer.segmented(
+            row = writer.settled(job, existing, earlier)
+            if row is not None and row["status"] in DONE:
+                summary.kept.add(row["input"])
+            summary.rows.append(row or writer.segmented(
                 job, segmenter, lambda: segmenter.analyze(sources.fetch(job.source), threshold=threshold,
                                                           name=str(job.source))))
+    except KeyboardInterrupt:
+        raise Interrupted(summary) from None
     finally:
         if summary.rows:
             write_manifest(out, summary.rows)

@@ -6,11 +6,15 @@ import importlib.util
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from . import bundle
 
 log = logging.getLogger("lungseg")
+INTERRUPTED = 130   # the exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells use
+#: How the summary counts what was left out of folders searched (batch.Plan.left_out), one | many.
+LEFT_OUT = {"not_image": ("not an image", "not images"), "loop": ("link loop", "link loops")}
 
 
 def _import_tensorflow(verbose: bool) -> None:
@@ -100,37 +104,57 @@ def _segment(args, jobs, existing: str):
                progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2), **options)
 
 
+def _summary_line(summary, args, left_out: list[tuple[str, str]]) -> str:
+    """What a run did, in one line whose counts equal the files on disk."""
+    new = summary.new()
+    low = summary.count("low_quality")
+    counts = [f"{len(new)} of {len(summary.rows)} input(s) segmented"]
+    counts += [f"{n} {what}" for n, what in (
+        (sum(bool(r.get("warnings")) for r in new), "with warnings"),
+        (len(summary.kept), "kept from an earlier run"),
+        (summary.failed, "failed" + (f" ({low} below --min-quality {args.min_quality})" if low else "")))
+        if n]
+    written = [f"{summary.written('mask')} mask(s)"]
+    written += [] if args.no_overlay else [f"{summary.written('overlay')} overlay(s)"]
+    written += [f"{summary.written('labels')} label image(s)"] if args.labels else []
+    written += [f"{n} DICOM Segmentation(s)"] if (n := summary.written("dicom_seg")) else []
+    out = Path(args.out)
+    reasons = Counter(reason for reason, _ in left_out)
+    left = [f"{n} {LEFT_OUT[reason][n > 1]}" for reason, n in sorted(reasons.items())]
+    return (", ".join(counts) + (f"; left out: {', '.join(left)}" if left else "")
+            + f"; wrote {', '.join(written)} into {out}; manifest: {out / 'manifest.csv'}")
+
+
 def _predict(args) -> int:
-    from .batch import BatchError, plan
+    from .batch import BatchError, Interrupted, plan
     if args.engine == "ray" and importlib.util.find_spec("ray") is None:
         print('error: --engine ray needs Ray: pip install "lungseg[ray]"', file=sys.stderr)
         return 2
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
     try:
         jobs = plan(args.inputs, args.out, recursive=args.recursive, overlay=not args.no_overlay,
-                    existing=existing)
+                    existing=existing, labels=args.labels)
+        summary = _segment(args, jobs, existing)
     except BatchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = _segment(args, jobs, existing)
+    except Interrupted as stop:
+        done = stop.summary
+        print(f"interrupted: {len(done.rows)} of {done.total} input(s) done ({len(done.new())} "
+              f"segmented, {len(done.kept)} kept, {done.failed} failed); "
+              + (f"manifest written: {Path(args.out) / 'manifest.csv'}; " if done.rows else "")
+              + "rerun with --skip-existing to finish", file=sys.stderr)
+        return INTERRUPTED
+    for _, message in jobs.left_out:
+        print(f"note: {message}", file=sys.stderr)
     for row in summary.rows:
         if row["status"] == "error":
             print(f"error: {row['message']}", file=sys.stderr)
-        elif row["status"] in ("ok", "low_quality") and row["warnings"]:
+        elif row["input"] not in summary.kept and row["warnings"]:
             quality = "" if row["quality"] is None else f" (estimated Dice {row['quality']:.2f})"
             print(f"warning: {row['input']}{quality}: {row['message']}", file=sys.stderr)
-    done = summary.count("ok") + summary.count("low_quality")
-    skipped, failed = summary.count("skipped"), summary.failed
-    written = f"{done} mask(s)" + ("" if args.no_overlay else f" and {done} overlay(s)")
-    low = summary.count("low_quality")
-    warned = sum(bool(r.get("warnings")) for r in summary.rows if r["status"] != "skipped")
-    print(f"{done} of {len(summary.rows)} input(s) segmented"
-          + (f", {warned} with warnings" if warned else "")
-          + (f", {skipped} skipped (outputs exist)" if skipped else "")
-          + (f", {failed} failed" if failed else "")
-          + (f" ({low} below --min-quality {args.min_quality})" if low else "")
-          + f"; wrote {written} into {args.out}; manifest: {Path(args.out) / 'manifest.csv'}")
-    return 1 if failed else 0
+    print(_summary_line(summary, args, jobs.left_out))
+    return 1 if summary.failed else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -193,15 +217,21 @@ def parser() -> argparse.ArgumentParser:
         "predict", parents=[common], help="write lung masks for images or folders",
         description="Write <file name>.mask.png (0/255, the X-ray's size) and <file name>.overlay.png "
                     "for every X-ray, mirroring sub-folders, plus manifest.csv (one row per input: "
-                    "outputs, status, message). Inputs are never overwritten; outputs that exist "
-                    "stop the run unless --skip-existing or --overwrite is given.")
+                    "outputs, status, message; merged with the folder's earlier manifest). Folders "
+                    "are searched by content: an image without an extension is segmented, other "
+                    "files are counted as left out; hidden ones (names starting with '.') are "
+                    "skipped. Inputs are never overwritten; an input that fails leaves no output; "
+                    "outputs that exist stop the run unless --skip-existing or --overwrite is "
+                    "given. Exit code: 0 all segmented, 1 some failed, 2 refused, 130 Ctrl-C.")
     p.add_argument("inputs", nargs="+", help="image files or folders, paths or URIs (s3://, gs://, "
                    "file://...; folders: their images at the top level; all levels with --recursive)")
-    p.add_argument("--out", required=True, help="output folder (not an input folder)")
+    p.add_argument("--out", required=True, help="output folder (not a folder that holds an input)")
     p.add_argument("--recursive", "-r", action="store_true", help="search folders' sub-folders too")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--skip-existing", action="store_true",
-                          help="keep outputs that exist and segment the rest (resume a run)")
+                          help="resume a run: keep the inputs an earlier run segmented (status ok "
+                               "or low_quality in the manifest, every output there) and do the "
+                               "rest, failed and incomplete ones included")
     existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument("--model", default=bundle.DEFAULT_MODEL,
                    help="saved model folder (default: the committed default model)")
@@ -226,4 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("lungseg").setLevel(logging.INFO)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED

@@ -5,13 +5,15 @@
     summary = run(plan(["scans/"], "masks/", recursive=True), "masks/", workers=2)
 
 The jobs, output names, existing-output rule, outputs and manifest rows are lungseg.batch's:
-the driver settles the jobs that need no model (planning errors, outputs kept with "skip");
+the driver settles the jobs that need no model (planning errors, inputs kept with "skip");
 Ray tasks read and decode the others in parallel (paths, or URIs through lungseg.sources); a
 pool of actors, each with one loaded model (and a GPU where the cluster has them), segments
 them in batches and writes each input's outputs with ``batch.Writer`` where it runs, so masks
-and overlays never travel back; the driver gathers the rows and writes ``manifest.csv`` in plan
-order, also when interrupted (rerun with ``existing="skip"`` to finish). On a cluster, ``out``
-must be a folder every node can write (a shared filesystem).
+and overlays never travel back; the driver gathers the rows and merges them into
+``manifest.csv`` in plan order, also on Ctrl-C (then ``batch.Interrupted`` is raised; rerun
+with ``existing="skip"`` to finish: inputs an actor was writing when Ray stopped have no row
+and are done again). On a cluster, ``out`` must be a folder every node can write (a shared
+filesystem).
 
 Without ``address`` an embedded local Ray is started on this machine for the run.
 """
@@ -30,7 +32,7 @@ import numpy as np
 import ray
 
 from . import bundle, rules, sources
-from .batch import Job, Summary, Writer, error_row, previous_rows, write_manifest
+from .batch import DONE, Interrupted, Job, Summary, Writer, error_message, read_manifest, write_manifest
 from .imageio import read_input
 
 BATCH = 8   # X-rays per model call in an actor
@@ -41,13 +43,13 @@ DECODE_MEMORY = rules.MAX_PIXELS * 12
 
 
 def _decode(item: dict) -> dict:
-    """Read and decode one input (a Ray task): its pixels and DICOM facts, or its error row."""
+    """Read and decode one input (a Ray task): its pixels and DICOM facts, or why it failed."""
     try:
         array, dicom = read_input(sources.fetch(item["read"]), item["source"])
-        return {**item, "image": array, "dicom": pickle.dumps(dicom), "row": ""}
+        return {**item, "image": array, "dicom": pickle.dumps(dicom), "error": ""}
     except Exception as err:  # noqa: BLE001  (a bad file is a row of the manifest)
-        row = error_row(Job(item["source"], Path(item["name"])), err)
-        return {**item, "image": np.zeros((1, 1, 3), np.uint8), "dicom": b"", "row": json.dumps(row)}
+        error = error_message(Job(item["source"], Path(item["name"])), err)
+        return {**item, "image": np.zeros((1, 1, 3), np.uint8), "dicom": b"", "error": error}
 
 
 class _Segment:
@@ -67,13 +69,13 @@ class _Segment:
             return [lambda d=d: self.segmenter.analyze_read([d], self.threshold)[0] for d in decoded]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = list(batch["row"])
-        todo = [i for i, row in enumerate(rows) if not row]
+        jobs = [Job(str(source), Path(str(name))) for source, name in zip(batch["source"], batch["name"])]
+        rows = [self.writer.failed(job, str(error)) if error else None for job, error in zip(jobs, batch["error"])]
+        todo = [i for i, row in enumerate(rows) if row is None]
         analyses = self._analyses([(batch["image"][i], pickle.loads(batch["dicom"][i])) for i in todo])
         for i, analyze in zip(todo, analyses):
-            job = Job(str(batch["source"][i]), Path(str(batch["name"][i])))
-            rows[i] = json.dumps(self.writer.segmented(job, self.segmenter, analyze))
-        return {"index": batch["index"], "row": np.array(rows, dtype=object)}
+            rows[i] = self.writer.segmented(jobs[i], self.segmenter, analyze)
+        return {"index": batch["index"], "row": np.array([json.dumps(row) for row in rows], dtype=object)}
 
 
 @contextmanager
@@ -109,8 +111,9 @@ def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MOD
     cluster at ``address`` (e.g. "auto" or "ray://host:10001") or an embedded local Ray."""
     writer = Writer(Path(out).absolute(), overlay, labels, min_quality)
     shipped = None if Path(model) == bundle.DEFAULT_MODEL else str(Path(model).absolute())
-    previous = previous_rows(Path(out), existing)
-    rows = [writer.settled(job, existing, previous) for job in jobs]
+    earlier = read_manifest(Path(out)) if existing == "skip" else {}
+    rows = [writer.settled(job, existing, earlier) for job in jobs]
+    kept = {row["input"] for row in rows if row is not None and row["status"] in DONE}
     items = [{"index": i, "source": str(job.source), "name": str(job.name),
               "read": str(job.source) if sources.is_uri(job.source) else str(Path(job.source).absolute())}
              for i, (job, row) in enumerate(zip(jobs, rows)) if row is None]
@@ -124,8 +127,10 @@ def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MOD
                     batch_size=BATCH, batch_format="numpy", concurrency=actors, num_gpus=gpus)
                 for result in results.iter_rows():
                     rows[result["index"]] = json.loads(result["row"])
+    except KeyboardInterrupt:
+        raise Interrupted(Summary([row for row in rows if row], kept, len(jobs))) from None
     finally:
         done = [row for row in rows if row]
         if done:
             write_manifest(Path(out), done)
-    return Summary(done)
+    return Summary(done, kept, len(jobs))

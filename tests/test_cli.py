@@ -1,24 +1,38 @@
 """The command line: predict safely (names, collisions, in-place, recursion, manifest, resume),
-bad files beside good ones, quiet start-up; evaluate on real X-rays."""
+accounting that cannot lie (a row per input, no output of a failed input, counts equal to the
+files on disk, a merged manifest, Ctrl-C), folders searched by content, quiet start-up;
+evaluate on real X-rays."""
 import csv
 import hashlib
 import json
+import os
+import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from conftest import ROOT, mask_of, requires_data, val_images
+from dicoms import dataset, encode
+from lungseg.batch import BatchError, plan, run
 from lungseg.cli import main
 
+SUMMARY = re.compile(r"(\d+) of (\d+) input\(s\) segmented(?:, (\d+) with warnings)?(?:, (\d+) kept from an "
+                     r"earlier run)?(?:, (\d+) failed[^;]*)?(?:; left out: ([^;]+))?; wrote ([^;]+) into ")
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "lungseg", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+
+def run_cli(*args, command=()):
+    return subprocess.run([*command, sys.executable, "-m", "lungseg", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
 
 
 def _xray(rng=None, size=(300, 220)) -> np.ndarray:
@@ -27,6 +41,11 @@ def _xray(rng=None, size=(300, 220)) -> np.ndarray:
     if paths:
         return np.asarray(Image.open(paths[0]).convert("L").resize(size[::-1]))
     return (rng or np.random.default_rng(0)).integers(0, 255, size, np.uint8)
+
+
+def _dicom(grey: np.ndarray) -> bytes:
+    """A 12-bit DX DICOM of ``grey`` with a full header (tests/dicoms.py)."""
+    return encode(dataset(grey.astype(np.uint16) * 16 + 8))
 
 
 def _digests(folder):
@@ -38,34 +57,121 @@ def _manifest(out):
         return list(csv.DictReader(file))
 
 
-def test_predict_skips_bad_files_and_still_writes_good_masks(tmp_path, segmenter):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    good = _xray()
-    Image.fromarray(good).save(inputs / "good.png")
-    Image.fromarray(good).convert("RGB").save(inputs / "photo.jpg", quality=95)
-    (inputs / "notes.png").write_text("this is a text file")
-    (inputs / "empty.png").write_bytes(b"")
-    data = (inputs / "good.png").read_bytes()
-    (inputs / "truncated.png").write_bytes(data[: len(data) // 2])
+def _on_disk(out) -> set[str]:
+    """Every file in an output folder but the manifest, relative to it (temporaries included)."""
+    return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "manifest.csv"}
 
-    result = run_cli("predict", str(inputs), "--out", str(tmp_path / "out"))
-    assert result.returncode == 1
-    for name in ("notes.png", "empty.png", "truncated.png"):
-        assert f"error: {inputs / name}: " in result.stderr
-    assert "2 of 5 input(s) segmented, 3 failed; wrote 2 mask(s) and 2 overlay(s)" in result.stdout
-    for name in ("good.png", "photo.jpg"):
-        mask = np.asarray(Image.open(tmp_path / "out" / f"{name}.mask.png"))
-        assert mask.shape == (300, 220) and set(np.unique(mask)) <= {0, 255}
-        assert Image.open(tmp_path / "out" / f"{name}.overlay.png").size == (220, 300)
-    expected = segmenter.predict(inputs / "good.png") * 255
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "good.png.mask.png")), expected)
-    rows = {Path(r["input"]).name: r for r in _manifest(tmp_path / "out")}
-    assert [rows[n]["status"] for n in sorted(rows)] == ["error", "ok", "error", "ok", "error"]
-    assert "text file" in rows["notes.png"]["message"] and rows["good.png"]["width"] == "220"
-    assert float(rows["good.png"]["lung_fraction"]) > 0
+
+def _named(rows) -> set[str]:
+    return {r[c] for r in rows for c in ("mask", "overlay", "dicom_seg") if r[c]}
+
+
+def _summary(stdout: str) -> dict:
+    """The counts of predict's summary line."""
+    found = SUMMARY.search(stdout)
+    assert found, stdout
+    done, total, warned, kept, failed, left, written = found.groups()
+    return {"done": int(done), "total": int(total), "warned": int(warned or 0), "kept": int(kept or 0),
+            "failed": int(failed or 0), "left_out": left or "",
+            "written": {what: int(n) for n, what in re.findall(r"(\d+) ([A-Za-z ]+)\(s\)", written)}}
+
+
+def _permissions_hold() -> list[str]:
+    """A prefix that runs a command with file permissions enforced: nothing for a user; for root,
+    setpriv dropping the capabilities that let root read any file."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: unreadable files cannot be made")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def _scans(folder: Path) -> dict[str, str]:
+    """The issue's folder: good X-rays (PNG, JPEG, an extensionless PNG, a DICOM named .dat, one a
+    level down), bad ones (truncated, text named .png, empty, unreadable file and folder, a link
+    loop, a broken link), files that are no images (text, a DICOMDIR as CDs carry), hidden files
+    and a link back up. Returns the expected status of each row (input name -> status)."""
+    good = _xray()
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(good).save(folder / "x0.png")
+    Image.fromarray(_xray(size=(256, 256))).save(folder / "x1.png")
+    Image.fromarray(good).convert("RGB").save(folder / "photo.jpg", quality=95)
+    shutil.copy(folder / "x0.png", folder / "scan")                         # no extension
+    (folder / "scan.dat").write_bytes(_dicom(good))
+    shutil.copy(folder / "x1.png", folder / "sub" / "deep.png")
+    data = (folder / "x0.png").read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    (folder / "notes.png").write_text("this is a text file")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "README.txt").write_text("scans of 2026")
+    shutil.copy(get_testdata_file("DICOMDIR"), folder / "DICOMDIR")
+    shutil.copy(folder / "x0.png", folder / ".hidden.png")
+    (folder / ".cache").mkdir()
+    shutil.copy(folder / "x0.png", folder / ".cache" / "thumb.png")
+    shutil.copy(folder / "x0.png", folder / "locked.png")
+    (folder / "locked").mkdir()
+    shutil.copy(folder / "x0.png", folder / "locked" / "inside.png")
+    for path in (folder / "locked.png", folder / "locked"):
+        path.chmod(0)
+    (folder / "loop").symlink_to("loop")
+    (folder / "broken").symlink_to("gone.png")
+    (folder / "sub" / "up").symlink_to("..")
+    return {"x0.png": "ok", "x1.png": "ok", "photo.jpg": "ok", "scan": "ok", "scan.dat": "ok",
+            "sub/deep.png": "ok", "truncated.png": "error", "notes.png": "error", "empty.png": "error",
+            "locked.png": "error", "locked": "error", "loop": "error", "broken": "error"}
+
+
+def test_a_folder_as_archives_hold_it_counts_equal_files_and_a_partial_rerun_keeps_every_row(tmp_path, segmenter):
+    """The issue's acceptance scenario, with files left unreadable (file permissions enforced)."""
+    inputs, out = tmp_path / "scans", tmp_path / "out"
+    expected = _scans(inputs)
+    try:
+        before = _digests(inputs)
+        result = run_cli("predict", str(inputs), "--out", str(out), "-r", command=_permissions_hold())
+    finally:
+        for path in (inputs / "locked.png", inputs / "locked"):
+            path.chmod(stat.S_IRWXU)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Errno" not in result.stderr
+    rows = _manifest(out)
+    assert {str(Path(r["input"]).relative_to(inputs)): r["status"] for r in rows} == expected
+    by_name = {str(Path(r["input"]).relative_to(inputs)): r for r in rows}
+
+    # Counts equal the files on disk; no failed input left an output; temporaries are gone.
+    assert _on_disk(out) == _named(rows)
+    assert not _named(r for r in rows if r["status"] == "error")
+    counts = _summary(result.stdout)
+    assert (counts["done"], counts["total"], counts["failed"]) == (6, len(expected), 7)
+    assert counts["written"] == {"mask": 6, "overlay": 6, "DICOM Segmentation": 1}
+    assert counts["left_out"] == "1 link loop, 2 not images"
+    assert len(list(out.rglob("*.mask.png"))) == 6 and len(list(out.rglob("*.overlay.png"))) == 6
+
+    # Files are found by content; bad ones get plain messages; what is not an image is noted.
+    assert np.array_equal(np.asarray(Image.open(out / "scan.mask.png")), np.asarray(Image.open(out / "x0.png.mask.png")))
+    assert np.array_equal(np.asarray(Image.open(out / "x0.png.mask.png")), segmenter.predict(inputs / "x0.png") * 255)
+    assert np.asarray(Image.open(out / "x0.png.mask.png")).shape == (300, 220)
+    seg = pydicom.dcmread(out / by_name["scan.dat"]["dicom_seg"])
+    assert by_name["scan.dat"]["dicom_seg"] == "scan.dat.seg.dcm" and seg.Modality == "SEG"
+    assert "sub/deep.png.mask.png" in _on_disk(out)
+    for name, words in (("locked.png", "cannot be read (Permission denied)"),
+                        ("locked", "cannot be read (Permission denied)"),
+                        ("loop", "cannot be read (a symbolic link loop)"),
+                        ("broken", "cannot be read (a broken link)"), ("notes.png", "text file"),
+                        ("truncated.png", "corrupt or truncated"), ("empty.png", "empty")):
+        assert f"error: {inputs / name}: " in result.stderr and words in by_name[name]["message"], name
+    for name in ("DICOMDIR", "README.txt"):
+        assert f"note: {inputs / name}: not an image LungSeg reads; left out." in result.stderr
+    assert f"note: {inputs / 'sub' / 'up'}: a link back" in result.stderr
+    assert ".hidden" not in result.stderr + result.stdout and ".cache" not in result.stderr
+    assert _digests(inputs) == before
     # TensorFlow's native start-up lines stay out of the terminal unless --verbose.
     assert "cuDNN" not in result.stderr and "E0000" not in result.stderr
+
+    # A later partial run keeps every earlier row, and the kept input's outputs.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "manifest.csv"}
+    assert main(["predict", str(inputs / "x1.png"), "--out", str(out), "--skip-existing"]) == 0
+    assert _manifest(out) == rows
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def test_predict_all_good_exits_zero(tmp_path):
@@ -101,30 +207,48 @@ def test_predict_names_never_collide_and_inputs_stay_untouched(tmp_path, capsys)
     rows = _manifest(out)
     assert len(rows) == len(names) and {r["status"] for r in rows} == {"ok"}
     assert {r["mask"] for r in rows} == set(masks)
-    assert f"{len(names)} of {len(names)} input(s) segmented; wrote {len(names)} mask(s)" in capsys.readouterr().out
+    counts = _summary(capsys.readouterr().out)
+    assert (counts["done"], counts["total"], counts["failed"], counts["left_out"]) == (len(names), len(names), 0, "")
+    assert counts["written"] == {"mask": len(names), "overlay": len(names)}
 
 
-def test_out_folder_that_is_an_input_folder_is_refused(tmp_path, capsys):
+def test_no_output_goes_into_a_folder_that_holds_an_input(tmp_path, capsys, monkeypatch):
+    """Folder inputs, file inputs (a.tif b.bmp --out their folder) and the sub-folders mirrored
+    under --out alike; refused before anything is written."""
     Image.fromarray(_xray()).save(tmp_path / "x.png")
+    Image.fromarray(_xray()).save(tmp_path / "a.tif")
+    Image.fromarray(_xray()).save(tmp_path / "b.bmp")
+    (tmp_path / "scans" / "sub").mkdir(parents=True)
+    Image.fromarray(_xray()).save(tmp_path / "scans" / "sub" / "y.png")
+    (tmp_path / "masks" / "sub").mkdir(parents=True)
+    Image.fromarray(_xray()).save(tmp_path / "masks" / "sub" / "z.png")
     before = _digests(tmp_path)
     assert main(["predict", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert main(["predict", str(tmp_path), "--out", str(tmp_path / "masks"), "-r"]) == 2
-    assert "input folder" in capsys.readouterr().err
-    assert _digests(tmp_path) == before and not (tmp_path / "masks").exists()
+    assert main(["predict", str(tmp_path / "a.tif"), str(tmp_path / "b.bmp"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("input folder") == 3 and "a.tif" in err and "Choose another folder" in err
+    with pytest.raises(BatchError, match=r"output sub-folder .*sub is the input folder of .*z\.png"):
+        plan([tmp_path / "scans", tmp_path / "masks" / "sub" / "z.png"], tmp_path / "masks", recursive=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BatchError, match=r"--out \. is the input folder of x\.png"):
+        plan(["x.png"], ".")
+    assert _digests(tmp_path) == before and not list(tmp_path.rglob("manifest.csv"))
 
 
 def test_folders_are_searched_recursively_only_on_request(tmp_path, capsys):
     (tmp_path / "study" / "images").mkdir(parents=True)
     (tmp_path / "empty").mkdir()
-    Image.fromarray(_xray()).save(tmp_path / "study" / "images" / "x.png")
-    (tmp_path / "study" / "notes.txt").write_text("not an image, and not searched for")
+    Image.fromarray(_xray()).save(tmp_path / "study" / "images" / "x", format="PNG")  # no extension
+    (tmp_path / "study" / "notes.txt").write_text("not an image")
     assert main(["predict", str(tmp_path / "study"), "--out", str(tmp_path / "o1")]) == 1
     err = capsys.readouterr().err
     assert "study: no images found" in err and "1 in its sub-folders: add --recursive" in err
+    assert f"note: {tmp_path / 'study' / 'notes.txt'}: not an image" in err
     assert main(["predict", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 1
     assert "empty: no images found" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "study"), "--out", str(tmp_path / "o3"), "--recursive"]) == 0
-    assert (tmp_path / "o3" / "images" / "x.png.mask.png").is_file()
+    assert (tmp_path / "o3" / "images" / "x.mask.png").is_file()
 
 
 def test_existing_outputs_need_a_flag_and_reruns_resume(tmp_path, capsys):
@@ -133,46 +257,130 @@ def test_existing_outputs_need_a_flag_and_reruns_resume(tmp_path, capsys):
     for k in range(3):
         Image.fromarray(_xray(size=(280 + k, 256))).save(inputs / f"x{k}.png")
     assert main(["predict", str(inputs), "--out", str(out)]) == 0
-    first = _digests(out)
+    first, rows = _digests(out), _manifest(out)
     capsys.readouterr()
     assert main(["predict", str(inputs), "--out", str(out)]) == 2          # nothing replaced
     assert "already exist" in capsys.readouterr().err and _digests(out) == first
-    (out / "x1.png.mask.png").unlink()                                      # as if interrupted
+    (out / "x1.png.overlay.png").unlink()                                   # as if interrupted
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("x[02]*")}
     assert main(["predict", str(inputs), "--out", str(out), "--skip-existing"]) == 0
-    assert "1 of 3 input(s) segmented, 2 skipped" in capsys.readouterr().out
+    counts = _summary(capsys.readouterr().out)
+    assert (counts["done"], counts["total"], counts["kept"]) == (1, 3, 2)
+    assert counts["written"] == {"mask": 1, "overlay": 1}
     assert {p: p.stat().st_mtime_ns for p in out.glob("x[02]*")} == stamps
     assert _digests(out).keys() == first.keys()
-    rows = _manifest(out)
-    assert [r["status"] for r in rows] == ["skipped", "ok", "skipped"]
-    assert all(r["width"] == "256" for r in rows)                            # figures kept on resume
+    assert _manifest(out) == rows                                            # same rows, figures kept
     assert main(["predict", str(inputs), "--out", str(out), "--overwrite"]) == 0
-    assert "3 of 3 input(s) segmented" in capsys.readouterr().out
+    assert _summary(capsys.readouterr().out)["done"] == 3
 
 
-def test_an_interrupted_run_leaves_whole_files_and_a_manifest(tmp_path, segmenter):
-    from lungseg.batch import plan, run
-
+def test_an_input_whose_outputs_cannot_all_be_written_leaves_none(tmp_path, segmenter):
+    """A failed input leaves no output behind: its DICOM Segmentation or its overlay cannot be
+    written (a folder in the way), or it cannot be read; outputs of an earlier run that this run
+    did not replace are left and named in its row; the others are still segmented."""
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
-    for k in range(3):
-        Image.fromarray(_xray()).save(inputs / f"x{k}.png")
+    grey = _xray()
+    (inputs / "b.dcm").write_bytes(_dicom(grey))
+    Image.fromarray(grey).save(inputs / "a.png")
+    Image.fromarray(grey).save(inputs / "c.png")
+    data = (inputs / "c.png").read_bytes()
+    (inputs / "bad.png").write_bytes(data[: len(data) // 3])
+    for blocked in ("b.dcm.seg.dcm", "a.png.overlay.png"):
+        (out / blocked).mkdir(parents=True)
+    (out / "bad.png.mask.png").write_bytes(b"an earlier run's mask")
+    summary = run(plan([inputs], out, existing="overwrite"), out, segmenter, existing="overwrite")
+    rows = {Path(r["input"]).name: r for r in summary.rows}
+    assert [rows[n]["status"] for n in ("a.png", "b.dcm", "bad.png", "c.png")] == ["error", "error", "error", "ok"]
+    for name in ("a.png", "b.dcm"):
+        assert "its outputs could not be written (Is a directory" in rows[name]["message"]
+        assert not _named([rows[name]])
+    assert rows["bad.png"]["mask"] == "bad.png.mask.png" and "left as they were: bad.png.mask.png" in rows["bad.png"]["message"]
+    assert (out / "bad.png.mask.png").read_bytes() == b"an earlier run's mask"
+    assert _on_disk(out) == {"bad.png.mask.png", "c.png.mask.png", "c.png.overlay.png"}
+    assert summary.written("mask") == summary.written("overlay") == 1 and summary.failed == 3
+    assert [(r["status"], r["mask"]) for r in _manifest(out)] == [(rows[n]["status"], rows[n]["mask"])
+                                                                  for n in ("a.png", "b.dcm", "bad.png", "c.png")]
 
-    class Interrupted:                     # the real model, stopped (Ctrl-C) on the second X-ray
-        calls = 0
 
-        def analyze(self, image, **options):
-            Interrupted.calls += 1
-            if Interrupted.calls == 2:
-                raise KeyboardInterrupt
-            return segmenter.analyze(image, **options)
+def test_skip_existing_keeps_only_complete_inputs_that_were_segmented_and_merges_the_manifest(tmp_path, segmenter):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("x0.png", "x1.png", "A.PNG", "a.png"):
+        Image.fromarray(_xray(rng, size=(256, 256))).save(inputs / name)
+    (inputs / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n")                   # a PNG signature only
+    first = run(plan([inputs], out), out, segmenter)
+    assert [r["status"] for r in first.rows] == ["ok", "ok", "error", "ok", "ok"]   # sorted: A.PNG a.png bad ...
+    twin = {r["input"]: r["mask"] for r in first.rows}[str(inputs / "a.png")]
+    assert twin == "a-2.png.mask.png"
+    (out / "x1.png.overlay.png").unlink()                                    # incomplete
+    Image.fromarray(_xray(rng, size=(256, 256))).save(inputs / "bad.png")     # fixed
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.png") if not p.name.startswith(("x1", "bad"))}
 
-    with pytest.raises(KeyboardInterrupt):
-        run(plan([inputs], out), out, Interrupted())
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv", "x0.png.mask.png", "x0.png.overlay.png"]
-    assert [r["status"] for r in _manifest(out)] == ["ok"]
-    summary = run(plan([inputs], out, existing="skip"), out, segmenter, existing="skip")
-    assert [r["status"] for r in summary.rows] == ["skipped", "ok", "ok"]
+    again = run(plan([inputs], out, existing="skip"), out, segmenter, existing="skip")
+    assert again.kept == {str(inputs / n) for n in ("A.PNG", "a.png", "x0.png")}
+    assert [r["status"] for r in again.rows] == ["ok"] * 5 and again.written("mask") == 2
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (out / "x1.png.overlay.png").is_file() and (out / "bad.png.mask.png").is_file()
+    rows = _manifest(out)
+    assert len(rows) == 5 and _on_disk(out) == _named(rows)
+
+    # A partial run keeps every other row, and a twin keeps the name the first run gave it.
+    for existing in ("skip", "overwrite"):
+        jobs = plan([inputs / "a.png"], out, existing=existing)
+        assert str(jobs[0].output("mask")) == twin
+        run(jobs, out, segmenter, existing=existing)
+        assert [r["input"] for r in _manifest(out)] == [r["input"] for r in rows]
+    assert _on_disk(out) == _named(rows)
+
+    # Outputs asked for now (labels) are missing: redone; a low estimate is judged by this run.
+    x0 = [inputs / "x0.png"]
+    labelled = run(plan(x0, out, existing="skip", labels=True), out, segmenter, existing="skip",
+                   labels=True, min_quality=1.01)
+    assert not labelled.kept and labelled.rows[0]["status"] == "low_quality" and labelled.failed == 1
+    assert (out / "x0.png.labels.png").is_file() and labelled.written("labels") == 1
+    kept = run(plan(x0, out, existing="skip", labels=True), out, segmenter, existing="skip", labels=True)
+    assert kept.kept == {str(x0[0])} and kept.rows[0]["status"] == "ok" and kept.failed == 0
+    low = run(plan(x0, out, existing="skip"), out, segmenter, existing="skip", min_quality=1.01)
+    assert low.kept == {str(x0[0])} and low.failed == 1                       # the failure stays
+    assert len(_manifest(out)) == 5
+
+    # A manifest.csv that is not LungSeg's is never replaced.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.csv").write_text("patient,notes\n1,keep me\n")
+    with pytest.raises(BatchError, match="not a LungSeg manifest"):
+        plan([inputs], other, existing="skip")
+    assert (other / "manifest.csv").read_text() == "patient,notes\n1,keep me\n"
+
+
+def test_ctrl_c_stops_with_one_line_a_manifest_and_whole_files(tmp_path):
+    """A real SIGINT to `lungseg predict`: exit 130, one line, no traceback; the manifest lists
+    exactly the inputs whose outputs are on disk; --skip-existing finishes the rest."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(2)
+    for k in range(30):
+        Image.fromarray(_xray(rng, size=(256, 256))).save(inputs / f"x{k:02d}.png")
+    job = subprocess.Popen([sys.executable, "-m", "lungseg", "predict", str(inputs), "--out", str(out)],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("*.mask.png")) and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)
+    stdout, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130, stderr
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line and not line.startswith("segmenting")]
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and stdout == "", stderr
+    rows = _manifest(out)
+    assert 0 < len(rows) < 30, "the run was not interrupted half-way"
+    assert f"interrupted: {len(rows)} of 30 input(s) done" in lines[0] and "--skip-existing" in lines[0]
+    assert {r["status"] for r in rows} == {"ok"} and _on_disk(out) == _named(rows)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert main(["predict", str(inputs), "--out", str(out), "--skip-existing"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert len(_manifest(out)) == 30 and _on_disk(out) == _named(_manifest(out))
 
 
 def test_help_is_quick_and_does_not_import_tensorflow():
