@@ -20,33 +20,36 @@ from lungseg.plots import difference_overlay
 WEB_URL = os.environ.get("LUNGSEG_WEB_URL", "http://127.0.0.1:8502/")
 UPLOAD_MB = rules.MAX_FILE_BYTES // 2**20     # Streamlit counts upload limits in MiB
 log = logging.getLogger("lungseg.app")
-#: The results tables' columns: CSV field (or "size") -> its label (the CSV keeps the field names).
+#: The results tables' columns: CSV field (or "size") -> its label (the CSV keeps the field names);
+#: narrow, so that every column shows whole at 1366 px (tests/test_app_e2e.py).
+SIDE_HELP = "The patient's {side} lung (on the image's {image_side}), {unit}."
 TABLE = {
     "file": st.column_config.TextColumn("File"),
-    "size": st.column_config.TextColumn("Size (px)"),
-    "lung_fraction": st.column_config.NumberColumn("Lung area", format="percent"),
+    "size": st.column_config.TextColumn("Size (px)", width=84),
+    "lung_fraction": st.column_config.NumberColumn(
+        "Lungs", format="%.1f%%", width=66, help="Both lungs, in % of the image."),
     "image_left_fraction": st.column_config.NumberColumn(
-        "Patient's right lung", format="percent",
-        help="The lung on the image's left, as a fraction of the image."),
+        "Right lung", format="%.1f%%", width=84,
+        help=SIDE_HELP.format(side="right", image_side="left", unit="in % of the image")),
     "image_right_fraction": st.column_config.NumberColumn(
-        "Patient's left lung", format="percent",
-        help="The lung on the image's right, as a fraction of the image."),
+        "Left lung", format="%.1f%%", width=76,
+        help=SIDE_HELP.format(side="left", image_side="right", unit="in % of the image")),
     "lung_cm2": st.column_config.TextColumn(
-        "Lung area (cm²)", help="From the DICOM's pixel spacing; approximate. — : no pixel spacing."),
+        "Lungs (cm²)", width=96,
+        help="Both lungs in cm², from the DICOM's pixel spacing (approximate); — : no spacing."),
     "image_left_cm2": st.column_config.TextColumn(
-        "Right lung (cm²)", help="The patient's right lung (on the image's left)."),
+        "Right (cm²)", width=92, help=SIDE_HELP.format(side="right", image_side="left", unit="in cm²")),
     "image_right_cm2": st.column_config.TextColumn(
-        "Left lung (cm²)", help="The patient's left lung (on the image's right)."),
+        "Left (cm²)", width=84, help=SIDE_HELP.format(side="left", image_side="right", unit="in cm²")),
     "quality": st.column_config.NumberColumn(
-        "Estimated Dice", format="%.2f",
+        "Est. Dice", format="%.2f", width=76,
         help="The model's estimate of this mask's Dice, at the model card's threshold (shown when "
              "the model has an estimator)."),
     "warnings": st.column_config.TextColumn(
         "Warnings", help="What to check (at the model card's threshold); each X-ray's section "
                          "below says more."),
-    "inference_ms": st.column_config.NumberColumn("Inference time", format="%.0f ms"),
-    "dice": st.column_config.NumberColumn("Dice", format="%.4f"),
-    "iou": st.column_config.NumberColumn("IoU", format="%.4f"),
+    "dice": st.column_config.TextColumn("Dice", width=64),
+    "iou": st.column_config.TextColumn("IoU", width=64),
     "error": st.column_config.TextColumn("Why it was not segmented"),
 }
 AREAS = ["lung_fraction", "image_left_fraction", "image_right_fraction"]
@@ -182,11 +185,12 @@ def comparison(entries: list[dict], threshold: float) -> None:
 
 
 def table_columns(done: list[dict]) -> list[str]:
-    """The segmented table's columns: areas in cm² where DICOMs gave the spacing, fractions for
-    the others; estimated Dice, Dice and IoU when some row has them."""
+    """The segmented table's columns: areas in cm² when every DICOM gave the pixel spacing, else
+    in % of the image (with both lungs' cm² where some did: the sections and the zip have every
+    figure); estimated Dice, Dice and IoU when some row has them."""
     with_cm2 = sum("lung_cm2" in r for r in done)
-    areas = (AREAS if with_cm2 < len(done) else []) + (CM2 if with_cm2 else [])
-    order = ["file", "warnings", "quality", "size", *areas, "inference_ms", "dice", "iou"]
+    areas = CM2 if with_cm2 == len(done) else AREAS + (CM2[:1] if with_cm2 else [])
+    order = ["file", "warnings", "quality", "size", *areas, "dice", "iou"]
     return [c for c in order if c not in OPTIONAL or any(r.get(c) is not None for r in done)]
 
 
@@ -196,7 +200,9 @@ def results_table(rows: list[dict], entries: list[dict], opacity: float, folder:
     output folder (a DICOM Segmentation that cannot be written is said here and left out)."""
     segmented = [r for r in rows if r["status"] == "ok"]
     done = sorted(({**r, "size": f"{r['width']} × {r['height']}",
+                    **{k: r[k] * 100 for k in AREAS},
                     **{k: f"{r[k]:.1f}" if k in r else "—" for k in CM2},   # "—": no pixel spacing
+                    **{k: f"{r[k]:.4f}" if k in r else "—" for k in ("dice", "iou")},
                     "warnings": ", ".join(c.replace("_", " ") for c in r["warnings"].split())}
                    for r in segmented), key=lambda r: not r["warnings"])
     refused = [r for r in rows if r["status"] != "ok"]

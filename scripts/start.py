@@ -6,7 +6,8 @@
 Ports also come from env LUNGSEG_PORT / LUNGSEG_WEB_PORT (flags win). The app links to the web
 page at LUNGSEG_WEB_URL, by default this script's web page address. The app runs through
 app/serve.py, which loads the default model before Streamlit answers, so the first visitor does
-not wait for it. Ctrl-C stops both; if either server exits, the other is stopped too and the
+not wait for it: the script says it is loading the model, and prints the two addresses only once
+both servers answer. Ctrl-C stops both; if either server exits, the other is stopped too and the
 script exits with its status.
 """
 from __future__ import annotations
@@ -16,11 +17,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: web/serve.py's own address line, left out: this script prints the addresses once both answer.
+WEB_BANNER = "LungSeg page: "
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +49,14 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> bo
         except OSError:
             time.sleep(0.3)
     return False
+
+
+def forward(stream, skip: str) -> None:
+    """Copy a server's output lines to ours, but those starting with ``skip``."""
+    for line in stream:
+        if not line.startswith(skip):
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
 
 def stop(processes: dict[str, subprocess.Popen], grace: float = 8.0) -> None:
@@ -85,7 +97,8 @@ def main(argv=None) -> int:
                 "--server.port", str(args.port), "--browser.gatherUsageStats", "false"],
     }
     if run_web:
-        commands["web"] = [sys.executable, str(serve), "--port", str(args.web_port)]
+        commands["web"] = [sys.executable, str(serve), "--port", str(args.web_port),
+                           "--host", args.address]
     elif not args.no_web:
         print(f"note: {serve.relative_to(ROOT)} not found; starting only the Streamlit app.",
               flush=True)
@@ -100,21 +113,28 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        print("LungSeg: loading the model… (the addresses follow when both servers answer)",
+              flush=True)
         for name, command in commands.items():
             # Own process groups: Ctrl-C reaches this script, which stops both servers in order.
-            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-        print(f"LungSeg app (server-side inference): {app_url}", flush=True)
-        if run_web:
-            print(f"LungSeg web page (in-browser, nothing uploaded): {web_url}", flush=True)
-        print("Ctrl-C stops both.", flush=True)
+            output = {"stdout": subprocess.PIPE, "text": True} if name == "web" else {}
+            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                                               **output)
+            if output:
+                threading.Thread(target=forward, args=(processes[name].stdout, WEB_BANNER),
+                                 daemon=True).start()
         checks = {"app": app_url + "_stcore/health"}
         if run_web:
             checks["web"] = web_url
         for name, url in checks.items():
             while not stopping and processes[name].poll() is None:
                 if wait_ready(url, processes[name], timeout=1.0):
-                    print(f"{name} ready: {url.removesuffix('_stcore/health')}", flush=True)
                     break
+        if not stopping and all(process.poll() is None for process in processes.values()):
+            print(f"LungSeg app (server-side inference): {app_url}", flush=True)
+            if run_web:
+                print(f"LungSeg web page (in-browser, nothing uploaded): {web_url}", flush=True)
+            print("Ctrl-C stops both.", flush=True)
         while not stopping:
             for name, process in processes.items():
                 if process.poll() is not None:

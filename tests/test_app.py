@@ -264,7 +264,8 @@ def test_tables_have_human_column_labels():
     at = upload(new_app(), [xray, ("notes.txt", b"hello\n", "text/plain")])
     segmented, refused = (json.loads(frame.proto.columns) for frame in at.dataframe)
     labels = {k: v["label"] for k, v in segmented.items() if "label" in v}
-    assert labels["lung_fraction"] == "Lung area" and labels["inference_ms"] == "Inference time"
+    assert labels["lung_fraction"] == "Lungs" and labels["image_left_fraction"] == "Right lung"
+    assert "patient's right lung" in segmented["image_left_fraction"]["help"]
     assert set(at.dataframe[0].proto.column_order) <= set(labels)
     assert not any("_" in label for label in labels.values())
     assert list(at.dataframe[1].proto.column_order) == ["file", "error"]
@@ -281,8 +282,8 @@ def test_one_xray(seg, downloads):
 
     [row] = table(at)
     assert row["status"] == "ok" and (row["width"], row["height"]) == (256, 256)
-    assert row["lung_fraction"] == pytest.approx(areas["lung_fraction"])
-    assert row["image_left_fraction"] == pytest.approx(areas["image_left_fraction"])
+    assert row["lung_fraction"] == pytest.approx(100 * areas["lung_fraction"])       # in %
+    assert row["image_left_fraction"] == pytest.approx(100 * areas["image_left_fraction"])
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Lung area"] == f"{areas['lung_fraction']:.1%}"
     assert metrics["Patient's right lung"] == f"{areas['image_left_fraction']:.1%}"
@@ -350,7 +351,7 @@ def test_ground_truth_dice(seg, downloads):
     assert sorted(iou) == sorted(f"{e['iou']:.4f}" for e in expected)
     by_file = {r["file"]: r for r in table(at)}
     for path, e in zip(images, expected):
-        assert by_file[path.name]["dice"] == pytest.approx(e["dice"])
+        assert by_file[path.name]["dice"] == f"{e['dice']:.4f}"
     _, rows, _ = unzip(downloads["lungseg-results.zip"], "scores.csv")
     assert [float(r["dice"]) for r in rows[:2]] == pytest.approx([e["dice"] for e in expected],
                                                                  abs=1e-6)
@@ -578,7 +579,7 @@ def test_rerun_and_controls_do_not_rerun_the_model(monkeypatch):
     at.sidebar.slider[0].set_value(0.7).run()          # opacity
     at.sidebar.select_slider[0].set_value(0.3).run()   # threshold: new mask, same model output
     assert not at.exception and len(calls) == 1
-    assert table(at)[0]["lung_fraction"] == pytest.approx(lung_areas(
+    assert table(at)[0]["lung_fraction"] == pytest.approx(100 * lung_areas(
         Segmenter.load().predict(path, 0.3))["lung_fraction"])
 
 

@@ -1,6 +1,7 @@
 """The app end to end: scripts/start.py (streamlit run + web/serve.py) on free 127.0.0.1 ports,
-driven by Playwright in Debian's Chromium: a real upload, the zip download, and the
-server-vs-browser comparison running web/js + web/model inside the browser.
+driven by Playwright in Debian's Chromium: `make run`'s start-up (addresses printed once both
+servers answer), a real upload at 1366 and 1920 px wide windows (tables and labels whole), the
+zip download, and the server-vs-browser comparison running web/js + web/model in the browser.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, requires_data, val_images
+from conftest import ROOT, mask_of, requires_data, val_images
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
@@ -29,11 +30,9 @@ missing = [str(p.relative_to(ROOT)) for p in NEEDED if not p.is_file()]
 if missing and os.environ.get("CI"):
     pytest.fail(f"the in-browser model is not built: missing {', '.join(missing)}",
                 pytrace=False)
-pytestmark = [
-    requires_data,
-    pytest.mark.skipif(bool(missing), reason=f"web page not built (missing {', '.join(missing)}): "
-                       "run `make setup` and the TF.js export"),
-]
+pytestmark = pytest.mark.skipif(bool(missing), reason=f"web page not built (missing "
+                                f"{', '.join(missing)}): run `make setup` and the TF.js export")
+READY = "Ctrl-C stops both."          # scripts/start.py's last line once both servers answer
 TIMEOUT_MS = 180_000
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -42,18 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "scripts/start.py exited early"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +54,21 @@ def servers(tmp_path_factory):
         [sys.executable, str(ROOT / "scripts" / "start.py"), "--port", str(port),
          "--web-port", str(web_port)], cwd=ROOT, env=env, stdout=log.open("w"),
         stderr=subprocess.STDOUT)
+    app, web = f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{web_port}/"
     try:
-        wait_for(f"http://127.0.0.1:{port}/_stcore/health", process)
-        answered = log.read_text()                   # what start.py had printed when the app answered
-        wait_for(f"http://127.0.0.1:{web_port}/", process)
-        yield {"app": f"http://127.0.0.1:{port}/", "web": f"http://127.0.0.1:{web_port}/",
-               "log_at_answer": answered}
+        deadline = time.monotonic() + 120
+        while READY not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        printed = log.read_text()
+        answers = {}
+        for url in (app + "_stcore/health", web):    # at once: both must answer already
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    answers[url] = response.status
+            except OSError as err:
+                answers[url] = str(err)
+        yield {"app": app, "web": web, "printed": printed, "answers": answers}
     finally:
         process.send_signal(signal.SIGINT)           # Ctrl-C stops both servers
         try:
@@ -98,52 +94,85 @@ def expected(xray):
     return Segmenter.load().predict(xray)
 
 
-def test_model_is_warm_before_the_app_answers(servers):
-    """scripts/start.py runs app.serve, which loads the model before Streamlit serves."""
-    assert "LungSeg: default model loaded and warmed up" in servers["log_at_answer"]
+def test_make_run_prints_the_addresses_when_both_servers_answer(servers):
+    """scripts/start.py says it is loading the model first, and prints the two addresses only
+    once the app (its model loaded and warmed up) and the page both answer; nothing else prints
+    an address before."""
+    printed = servers["printed"]
+    assert printed.startswith("LungSeg: loading the model…")
+    assert list(servers["answers"].values()) == [200, 200], servers["answers"]
+    warm = printed.index("LungSeg: default model loaded and warmed up")
+    urls = printed.index(f"LungSeg app (server-side inference): {servers['app']}")
+    assert warm < urls < printed.index(f"LungSeg web page (in-browser, nothing uploaded): {servers['web']}")
+    assert printed[:urls].count(servers["web"].rstrip("/")) == 0      # web/serve.py's own banner
 
 
-def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
-    from lungseg import rules
-
-    page.set_default_timeout(TIMEOUT_MS)
-    page.set_viewport_size({"width": 1400, "height": 900})
-    page.goto(servers["app"])
-    link = page.get_by_role("link", name="in-browser page")
-    expect(link).to_have_attribute("href", servers["web"])
-
-    bad = tmp_path / "notes.png"
-    bad.write_text("not an X-ray\n")
-    page.locator("input[type=file]").first.set_input_files([str(xray), str(bad)])
-    zip_button = page.get_by_role("button", name="Download all: masks, overlays and figures (zip)")
-    expect(zip_button).to_be_visible()
-    metric = page.get_by_test_id("stMetric").filter(has_text="Lung area")
-    expect(metric.get_by_test_id("stMetricValue")).to_have_text(f"{expected.mean():.1%}")
-    expect(page.get_by_test_id("stAlert").filter(
-        has_text=rules.message("text_file", "notes.png"))).to_be_visible()
-    # At 1400 px the results tables (segmented, not segmented) span the page's width, like the
-    # upload box, and show every column whole, without scrolling sideways.
-    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+def whole(page) -> None:
+    """Every results table spans the page's width, like the upload box, and shows every column
+    whole (no sideways scrolling); every metric label shows whole (no "Patient's righ…")."""
     full = page.get_by_test_id("stFileUploader").first.bounding_box()["width"]
     for table in page.get_by_test_id("stDataFrame").all():
         assert table.bounding_box()["width"] >= full - 2
         scroller = table.locator(".dvn-scroller").first
         assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "a table scrolls"
+    labels = page.get_by_test_id("stMetricLabel").locator(".stMarkdownEllipsis")
+    assert labels.count() >= 10
+    cut = labels.evaluate_all("els => els.filter((e) => e.scrollWidth > e.clientWidth + 1)"
+                              ".map((e) => e.textContent)")
+    assert cut == []
+
+
+@requires_data
+def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
+    from dicoms import dataset, encode
+    from lungseg import rules
+    from lungseg.imageio import encode_png
+
+    page.set_default_timeout(TIMEOUT_MS)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(servers["app"])
+    link = page.get_by_role("link", name="in-browser page")
+    expect(link).to_have_attribute("href", servers["web"])
+    expect(page.get_by_test_id("stFileUploader").first).to_contain_text("100MB per file")
+
+    grey = np.asarray(Image.open(xray).convert("L"))
+    washed = tmp_path / "washed.png"                     # a flagged X-ray: its warning in the table
+    washed.write_bytes(encode_png((204 + grey.astype(int) * 51 // 255).astype(np.uint8)))
+    chest = tmp_path / "chest.dcm"                       # areas in cm² beside the PNGs' "—"
+    chest.write_bytes(encode(dataset(grey.astype(np.uint16) * 16, PixelSpacing=[0.7, 0.7])))
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an X-ray\n")
+    page.get_by_text("Ground-truth masks").click()       # Dice and IoU: the widest table
+    page.locator("input[type=file]").nth(1).set_input_files([str(mask_of(xray))])
+    page.locator("input[type=file]").first.set_input_files([str(xray), str(washed), str(chest), str(bad)])
+    zip_button = page.get_by_role("button", name="Download all: masks, overlays and figures (zip)")
+    expect(zip_button).to_be_visible()
+    expect(page.get_by_test_id("stMetric").filter(has_text="IoU")).to_have_count(1)
+    expect(page.get_by_test_id("stAlert").filter(
+        has_text=rules.message("text_file", "notes.png"))).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+    for width in (1366, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(1000)                      # the grid lays out again
+        whole(page)
 
     with page.expect_download() as info:
         zip_button.click()
     path = tmp_path / "results.zip"
     info.value.save_as(path)
     with zipfile.ZipFile(path) as bundle:
-        masks = [n for n in bundle.namelist() if n.startswith("masks/")]
-        assert masks == [f"masks/{xray.stem}.png"]
-        mask = np.asarray(Image.open(io.BytesIO(bundle.read(masks[0]))))
-        rows = bundle.read("results.csv").decode().splitlines()
-    assert len(rows) == 3 and rows[2].startswith("notes.png,error")
+        names = bundle.namelist()
+        mask = np.asarray(Image.open(io.BytesIO(bundle.read(f"{xray.name}.mask.png"))))
+        rows = bundle.read("manifest.csv").decode().splitlines()
+    assert {f"{n}.{k}.png" for n in (xray.name, "washed.png", "chest.dcm") for k in ("mask", "overlay", "labels")} \
+        | {"chest.dcm.seg.dcm", "manifest.csv", "scores.csv"} == set(names)
+    assert len(rows) == 5 and rows[4].startswith("notes.png,error")
     assert mask.shape == expected.shape
     assert np.array_equal(mask, expected * 255)
+    areas = page.get_by_test_id("stMetric").filter(has_text="Lung area").get_by_test_id("stMetricValue")
+    assert f"{expected.mean():.1%}" in areas.all_inner_texts()
 
-    page.get_by_text("Compare with the in-browser model").click()
+    page.get_by_text("Compare with the in-browser model").click()   # the first upload: xray
     agreement = page.get_by_test_id("stMetric").filter(has_text="Agreement (IoU)")
     expect(agreement).to_be_visible()
     iou = float(agreement.get_by_test_id("stMetricValue").inner_text())
