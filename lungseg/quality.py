@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .measure import bounding_box
+from .measure import bounding_box, region_sizes
 
 #: Feature names, in the order of the card's coefficients.
 FEATURES = ("soft_dice", "uncertain", "confidence", "area", "regions", "removed", "balance")
@@ -21,10 +21,9 @@ EPS = 1e-3                   # Dice is clipped to [EPS, 1 - EPS] before its logi
 
 
 def _region_sizes(mask: np.ndarray) -> np.ndarray:
-    """Pixel counts of the 8-connected regions, labelled on the crop around them (the label image
-    is freed at once: it is large)."""
-    labels, count = ndimage.label(mask[bounding_box(mask)], structure=np.ones((3, 3)))
-    return np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    """Pixel counts of the 8-connected regions (the label image is freed at once: it is large)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    return region_sizes(labels, count)
 
 
 def probability_sums(proba: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -58,8 +57,13 @@ def features_of_sums(sums: dict[str, float], raw: np.ndarray, mask: np.ndarray) 
       pixels cover, as a crop through the lungs leaves (neither is a regression feature;
       checks.py reads them)
     """
-    mask, raw = mask.astype(bool), raw.astype(bool)       # sums in float64, without a float64 copy
-    lung, pixels = float(mask.sum()), float(mask.size)
+    pixels, height, width = float(mask.size), *mask.shape
+    edge = max(float(mask[0].sum()) / width, float(mask[-1].sum()) / width,
+               float(mask[:, 0].sum()) / height, float(mask[:, -1].sum()) / height)
+    # The rest on the crop around both masks' pixels (nothing outside it counts), as booleans.
+    crop = bounding_box(np.logical_or(raw, mask))
+    mask, raw = mask[crop].astype(bool), raw[crop].astype(bool)
+    lung = float(mask.sum())
     sizes = _region_sizes(raw)
     kept_sizes = np.sort(_region_sizes(mask))[::-1]
     kept = len(kept_sizes)
@@ -73,8 +77,7 @@ def features_of_sums(sums: dict[str, float], raw: np.ndarray, mask: np.ndarray) 
         "removed": float((raw & ~mask).sum()) / max(float(raw.sum()), 1.0),
         "balance": float(kept_sizes[1] / kept_sizes[0]) if kept >= 2 else 0.0,
         "lungs": float(kept),
-        "edge": max(float(mask[0].sum()) / mask.shape[1], float(mask[-1].sum()) / mask.shape[1],
-                    float(mask[:, 0].sum()) / mask.shape[0], float(mask[:, -1].sum()) / mask.shape[0]),
+        "edge": edge,
     }
 
 
