@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+#: Pixels counted at a time when summing over regions.
+BAND_PIXELS = 2**20
 PATIENT_SIDE_NOTE = ("Image left is the patient's right (standard PA/AP chest X-ray, the patient "
                      "facing the viewer).")
 
@@ -30,19 +32,46 @@ def side_labels(mask: np.ndarray) -> np.ndarray:
 
     Each connected region goes to the side its centre lies on; when the lungs form a single
     region (or none), its pixels are split at the image's vertical midline."""
-    mask = mask.astype(bool)
     width = mask.shape[1]
     rows, cols = bounding_box(mask)
     labels, count = ndimage.label(mask[rows, cols], structure=np.ones((3, 3)))
     out = np.zeros(mask.shape, np.uint8)
     if count >= 2:
-        centres = ndimage.center_of_mass(mask[rows, cols], labels, range(1, count + 1))
-        sides = [1 if x + cols.start < (width - 1) / 2 else 2 for _, x in centres]
-        out[rows, cols] = np.array([0, *sides], np.uint8)[labels]
+        pixels, column_sums = _region_columns(labels, count)
+        # centre x = column_sums / pixels + cols.start < (width - 1) / 2, in exact integers
+        left = 2 * (column_sums + cols.start * pixels) < (width - 1) * pixels
+        out[rows, cols] = np.r_[0, np.where(left, 1, 2)].astype(np.uint8)[labels]
     else:
-        out[:, : width // 2][mask[:, : width // 2]] = 1
-        out[:, width // 2:][mask[:, width // 2:]] = 2
+        half = width // 2
+        out[:, :half][mask[:, :half].astype(bool)] = 1
+        out[:, half:][mask[:, half:].astype(bool)] = 2
     return out
+
+
+def _region_columns(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel count and sum of column indices of each region 1..count of a label image (exact
+    integers, without a float copy of the image)."""
+    columns = np.arange(labels.shape[1], dtype=np.float64)
+    sums = np.zeros(count + 1, np.float64)
+    for rows in _bands(labels):
+        sums += np.bincount(labels[rows].ravel(), np.broadcast_to(columns, labels[rows].shape).ravel(),
+                            minlength=count + 1)
+    return region_sizes(labels, count), sums[1:].astype(np.int64)
+
+
+def region_sizes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Pixel count of each region 1..count of a label image, counted a band of rows at a time
+    (``np.bincount`` of the whole would copy it to int64: 8 bytes per pixel)."""
+    sizes = np.zeros(count + 1, np.int64)
+    for rows in _bands(labels):
+        sizes += np.bincount(labels[rows].ravel(), minlength=count + 1)
+    return sizes[1:]
+
+
+def _bands(image: np.ndarray) -> list[slice]:
+    """Bands of rows of about BAND_PIXELS pixels."""
+    step = max(1, BAND_PIXELS // max(image.shape[1], 1))
+    return [slice(top, top + step) for top in range(0, image.shape[0], step)]
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:

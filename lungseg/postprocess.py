@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from . import quality
 from .layers import resize_taps
-from .measure import bounding_box
+from .measure import bounding_box, region_sizes
 
 #: Full-size pixels made at a time: a band of rows of about 4 MB of float32.
 BAND_PIXELS = 2**20
@@ -27,18 +27,19 @@ def clean_mask(mask: np.ndarray, keep: int = 2, fill_holes: bool = True) -> np.n
     keeps every region. Done on the crop around the mask's pixels (the same result: whatever
     lies outside it is background connected to the image's border).
     """
-    mask = mask.astype(bool)
-    out = np.zeros(mask.shape, np.uint8)
     crop = bounding_box(mask)
-    part = mask[crop]
+    part = mask[crop].astype(bool)
     if keep:
         labels, count = ndimage.label(part, structure=np.ones((3, 3)))
         if count > keep:
-            areas = np.bincount(labels.ravel())[1:]
-            largest = np.argsort(-areas, kind="stable")[:keep] + 1
-            part = np.isin(labels, largest)
+            areas = region_sizes(labels, count)
+            kept = np.zeros(count + 1, bool)
+            kept[np.argsort(-areas, kind="stable")[:keep] + 1] = True
+            part = kept[labels]
+        del labels
     if fill_holes:
         part = ndimage.binary_fill_holes(part)
+    out = np.zeros(mask.shape, np.uint8)
     out[crop] = part
     return out
 
