@@ -11,18 +11,21 @@ pool of actors, each with one loaded model (and a GPU where the cluster has them
 them in batches and writes each input's outputs with ``batch.Writer`` where it runs, so masks
 and overlays never travel back; the driver gathers the rows and merges them into
 ``manifest.csv`` in plan order, also on Ctrl-C (then ``batch.Interrupted`` is raised; rerun
-with ``existing="skip"`` to finish: inputs an actor was writing when Ray stopped have no row
-and are done again). On a cluster, ``out`` must be a folder every node can write (a shared
-filesystem).
+with ``existing="skip"`` to finish): what actors wrote for inputs whose rows never came back
+is removed, so the files match the manifest (with an embedded Ray, stopped first; on a
+cluster, actors still busy may finish an input after that). On a cluster, ``out`` must be a
+folder every node can write (a shared filesystem).
 
 Without ``address`` an embedded local Ray is started on this machine for the run.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import pickle
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,10 +35,11 @@ import numpy as np
 import ray
 
 from . import bundle, rules, sources
-from .batch import DONE, Interrupted, Job, Summary, Writer, error_message, read_manifest, write_manifest
+from .batch import COLUMNS, DONE, Interrupted, Job, Summary, Writer, error_message, read_manifest, write_manifest
 from .imageio import read_input
 
 BATCH = 8   # X-rays per model call in an actor
+STOP_SECONDS = 30   # how long Ctrl-C waits for Ray Data's executor to stop
 #: Memory a decode task reserves: the largest accepted image, decoded (16-bit stretched in float64,
 #: then 3 channels of uint8). It keeps parallel decodes within a node's memory, and, as the model
 #: actors reserve none, it keeps Ray Data from fusing decoding into the actors.
@@ -103,6 +107,38 @@ def _pool_size(workers: int | None) -> tuple[int, int]:
     return workers or gpus or nodes, 1 if gpus else 0
 
 
+def _stop(stream: Iterator) -> None:
+    """Stop Ray Data's pipeline after Ctrl-C, before Ray is shut down. Ray 2.50 leaves the
+    executor of an abandoned iterator running and its statistics thread calling into Ray, which
+    then ends the process (exit code 1, before the manifest is written) at ``ray.shutdown()``."""
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+    from ray.data._internal.stats import StatsManager
+
+    stream.close()
+    for thread in threading.enumerate():
+        if isinstance(thread, StreamingExecutor):
+            thread.shutdown(force=False)
+            thread.join(timeout=STOP_SECONDS)
+    with StatsManager._stats_lock:
+        StatsManager._last_iteration_stats.clear()
+        StatsManager._last_execution_stats.clear()
+
+
+def _discard_unfinished(writer: Writer, jobs: list[Job], rows: list, before: dict[int, dict]) -> None:
+    """After Ctrl-C, remove what actors wrote for inputs whose rows never came back (outputs that
+    were not there when the run started, and temporaries), so the files match the manifest."""
+    for index, present in before.items():
+        if rows[index] is not None:
+            continue
+        for column, name in writer.present(jobs[index]).items():
+            if name and not present[column]:
+                (writer.out / name).unlink(missing_ok=True)
+        for kind in COLUMNS:
+            output = writer.out / jobs[index].output(kind)
+            for temporary in output.parent.glob(f".{glob.escape(output.name)}.*.part"):
+                temporary.unlink(missing_ok=True)
+
+
 def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MODEL,
         threshold: float | None = None, overlay: bool = True, existing: str = "error",
         min_quality: float | None = None, labels: bool = False, workers: int | None = None,
@@ -117,6 +153,7 @@ def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MOD
     items = [{"index": i, "source": str(job.source), "name": str(job.name),
               "read": str(job.source) if sources.is_uri(job.source) else str(Path(job.source).absolute())}
              for i, (job, row) in enumerate(zip(jobs, rows)) if row is None]
+    before = {item["index"]: writer.present(jobs[item["index"]]) for item in items}
     try:
         if items:
             with _ray(address):
@@ -125,9 +162,15 @@ def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MOD
                 results = decoded.map_batches(
                     _Segment, fn_constructor_kwargs={"model": shipped, "writer": writer, "threshold": threshold},
                     batch_size=BATCH, batch_format="numpy", concurrency=actors, num_gpus=gpus)
-                for result in results.iter_rows():
-                    rows[result["index"]] = json.loads(result["row"])
+                stream = iter(results.iter_rows())
+                try:
+                    for result in stream:
+                        rows[result["index"]] = json.loads(result["row"])
+                except KeyboardInterrupt:
+                    _stop(stream)
+                    raise
     except KeyboardInterrupt:
+        _discard_unfinished(writer, jobs, rows, before)
         raise Interrupted(Summary([row for row in rows if row], kept, len(jobs))) from None
     finally:
         done = [row for row in rows if row]

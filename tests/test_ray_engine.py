@@ -1,5 +1,6 @@
 """``lungseg predict --engine ray``: the plain engine's files and manifest on a local 2-CPU Ray, from
-paths and file:// URIs; an interrupted run resumed with --skip-existing; a clear error without Ray."""
+paths and file:// URIs; Ctrl-C (one line, exit 130, files matching the manifest) and a resume with
+--skip-existing; a clear error without Ray."""
 import csv
 import os
 import signal
@@ -13,6 +14,7 @@ from PIL import Image
 
 from conftest import DATA, ROOT, requires_data, val_images
 from lungseg.cli import main
+from lungseg.ray_engine import BATCH
 
 SHENZHEN = DATA.parent / "shenzhen" / "images"
 
@@ -28,7 +30,8 @@ def local_ray():
 
 def _archive(folder):
     """Real X-rays of mixed sizes (256 px, 512 px, an upscaled 1400 x 1100 JPEG), names with dots,
-    one name in two sub-folders, case twins, a hidden file and two bad files."""
+    one name in two sub-folders, case twins, one without an extension, a hidden file, a text file
+    and two bad files."""
     val = val_images(4)
     shenzhen = sorted(SHENZHEN.glob("*.png"))[:2]
     if len(val) < 4 or len(shenzhen) < 2:
@@ -41,6 +44,8 @@ def _archive(folder):
         (folder / name).write_bytes(source.read_bytes())
     Image.open(shenzhen[0]).convert("L").resize((1100, 1400)).save(folder / "sz" / "big.v2.jpg", quality=95)
     (folder / ".hidden.png").write_bytes(val[0].read_bytes())
+    (folder / "b" / "scan").write_bytes(val[3].read_bytes())
+    (folder / "README").write_text("an archive of 2026")
     (folder / "notes.png").write_text("not an image")
     (folder / "a" / "truncated.png").write_bytes(val[1].read_bytes()[:2000])
     return folder
@@ -68,7 +73,7 @@ def test_ray_writes_what_the_plain_engine_writes(tmp_path, local_ray):
     assert main(["predict", inputs.as_uri(), "--out", str(uri_out), "-r", "--engine", "ray"]) == 1
 
     files = sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file())
-    assert len(files) == 2 * 8 + 1                                    # 8 X-rays, mask + overlay each
+    assert len(files) == 2 * 9 + 1                                    # 9 X-rays, mask + overlay each
     for out in (ray_out, uri_out):
         assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files
     expected, got = _masks(plain), _masks(ray_out)
@@ -86,6 +91,7 @@ def test_ray_writes_what_the_plain_engine_writes(tmp_path, local_ray):
                                                  for r in rows["plain"]]
     assert [r["mask"] for r in rows["uri"]] == [r["mask"] for r in rows["plain"]]
     assert sum(r["status"] == "error" for r in rows["ray"]) == 2
+    assert {r["mask"] for r in rows["ray"]} >= {"b/scan.mask.png"}
 
 
 @requires_data
@@ -96,23 +102,27 @@ def test_an_interrupted_ray_run_resumes_with_only_what_was_missing(tmp_path):
     for k, path in enumerate(val_images(40)):
         (inputs / f"x{k:02d}.png").write_bytes(path.read_bytes())
     command = [sys.executable, "-m", "lungseg", "predict", str(inputs), "--out", str(out), "--engine", "ray"]
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while not list(out.glob("*.mask.png")) and job.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    job.send_signal(signal.SIGINT)                                      # Ctrl-C after the first masks
-    assert job.wait(timeout=120) != 0
-    done = {p: p.stat().st_mtime_ns for m in out.glob("*.mask.png")          # inputs with all outputs
-            if (overlay := m.with_name(m.name.replace(".mask.", ".overlay."))).exists() for p in (m, overlay)}
-    assert 0 < len(done) < 80, "the run was not interrupted half-way"
+    while len(list(out.glob("*.mask.png"))) <= 2 * BATCH and job.poll() is None and time.time() < deadline:
+        time.sleep(0.2)                                                 # some batches are done
+    job.send_signal(signal.SIGINT)                                      # Ctrl-C
+    stdout, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted: ") and stdout == ""
+    rows = _rows(out) if (out / "manifest.csv").exists() else []   # none if no batch came back yet
+    assert len(rows) < 40, "the run was not interrupted half-way"
+    named = {r[c] for r in rows for c in ("mask", "overlay") if r[c]}
+    assert {str(p.relative_to(out)) for p in out.iterdir() if p.name != "manifest.csv"} == named
+    done = {out / name: (out / name).stat().st_mtime_ns for name in named}
 
-    assert main(["predict", str(inputs), "--out", str(out), "--engine", "ray"]) == 2   # nothing replaced
+    if rows:
+        assert main(["predict", str(inputs), "--out", str(out), "--engine", "ray"]) == 2   # nothing replaced
     assert main(["predict", str(inputs), "--out", str(out), "--engine", "ray", "--skip-existing"]) == 0
     assert {p: p.stat().st_mtime_ns for p in done} == done                  # kept as they were
     assert len(list(out.glob("*.mask.png"))) == len(list(out.glob("*.overlay.png"))) == 40
-    statuses = [r["status"] for r in _rows(out)]
-    assert len(statuses) == 40 and statuses.count("skipped") == len(done) // 2
-    assert statuses.count("ok") == 40 - len(done) // 2
+    rows = _rows(out)
+    assert len(rows) == 40 and {r["status"] for r in rows} == {"ok"}
 
 
 def test_engine_ray_without_ray_says_how_to_install(tmp_path):
