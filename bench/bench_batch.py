@@ -8,6 +8,8 @@ made here by upscaling real Val X-rays to 3000 x 2500 PNGs (the size of a public
 chest X-ray). Prints X-rays/s side by side, and where a plain run's time goes (reading and
 decoding, model with quality checks, writing), measured stage by stage on the same files. The
 Ray figures exclude starting Ray (printed apart) but include loading the model in the actors.
+Also prints what planning a folder costs per file: found by name (an accepted extension) and
+by content (the same files without extensions, as PACS exports name them: each one sniffed).
 """
 import argparse
 import os
@@ -64,6 +66,20 @@ def stages(folder: Path, segmenter: Segmenter, out: Path) -> dict[str, float]:
     return {k: v / len(files) for k, v in seconds.items()}
 
 
+def planning(folder: Path, root: Path) -> dict[str, float]:
+    """Milliseconds per file to plan a folder of ``folder``'s files: named with their extensions,
+    and renamed without (found by content)."""
+    bare = root / "bare"
+    bare.mkdir()
+    for path in folder.iterdir():
+        shutil.copy(path, bare / path.stem)
+    count = len(list(folder.iterdir()))
+    seconds = {"by name": timed(lambda: plan([folder], root / "plan-out")),
+               "by content": timed(lambda: plan([bare], root / "plan-out"))}
+    shutil.rmtree(bare)
+    return {k: 1000 * v / count for k, v in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=64, help="256 px X-rays")
@@ -90,6 +106,8 @@ def main() -> None:
             print(f"{label:<16}{count:>7}{count / plain:>16.2f}{count / on_ray:>14.2f}   "
                   + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
         ray.shutdown()
+        cost = planning(sets["256 px PNG"], Path(tmp))
+        print("\nplanning, ms per file: " + ", ".join(f"{k} {v:.2f}" for k, v in cost.items()))
 
 
 if __name__ == "__main__":
