@@ -4,8 +4,8 @@
 // (from the header, before decoding), corrupt. PNG (fast-png) and TIFF (tiff) are decoded
 // exactly: no colour management, 16-bit grey stretched from its own min..max to 0..255, 16-bit
 // colour reduced to the high byte, palettes expanded, alpha dropped. JPEG, BMP and WebP go
-// through the browser's decoder, EXIF orientation applied. DICOM (recognised first, as in
-// Python) is read by js/dicom.js, imported on first use. Works in a page and in a worker.
+// through the browser's decoder, EXIF orientation applied. DICOM (recognised first and by
+// content, as in Python) is read by js/dicom.js, imported on first use. Works in a page and in a worker.
 import { convertIndexedToRgb, decode as decodePngFile } from "../vendor/fast-png/index.js";
 import { decode as decodeTiffFile } from "../vendor/tiff/index.js";
 import { loadRules, message, toFixedEven } from "./rules.js";
@@ -44,6 +44,47 @@ function toImageData(width, height, grey, colour = null, channels = 3, shift = 0
   }
   return new ImageData(rgba, width, height);
 }
+
+// --- DICOM, recognised by content as lungseg/dicom.py does (read by js/dicom.js) -------------
+
+const DICM_OFFSET = 128;
+export const RAW_FIRST_GROUPS = [0x0002, 0x0008];      // a data set without preamble starts so
+export const DATASET_FIRST_GROUPS = [0x0008, 0x0800];  // after the file meta (little or big endian)
+const VRS = new Set(("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
+  + "UL UN UR US UT UV").split(" "));
+const LONG_VRS = new Set("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split(" "));
+
+/** Whether a known VR follows the tag at `offset` (explicit VR), as pydicom guesses. */
+export const explicitVrAt = (b, offset) => b.length >= offset + 6 && VRS.has(ascii(b, offset + 4, offset + 6));
+
+/** dicom.py _starts_element: a data element of one of `groups` at `offset`, explicit VR (a known
+ *  VR after the tag) or implicit VR little endian (an even or undefined length). */
+export function startsElement(b, offset, groups) {
+  if (b.length < offset + 8 || !groups.includes(view(b).getUint16(offset, true))) return false;
+  if (explicitVrAt(b, offset)) return true;
+  const length = view(b).getUint32(offset + 4, true);
+  return length % 2 === 0 || length === 0xffffffff;
+}
+
+/** dicom.py _meta: [where a Part 10 file's data set starts, its Transfer Syntax UID], or
+ *  [null, ""] if the group 0002 elements run past the bytes. */
+export function dicomMeta(b) {
+  let offset = DICM_OFFSET + 4, syntax = "";
+  while (b.length >= offset + 8 && b[offset] === 2 && b[offset + 1] === 0) {
+    const long = LONG_VRS.has(ascii(b, offset + 4, offset + 6)), start = offset + (long ? 12 : 8);
+    if (long && b.length < start) return [null, ""];
+    const end = start + (long ? view(b).getUint32(offset + 8, true) : view(b).getUint16(offset + 6, true));
+    if (b[offset + 2] === 0x10 && b[offset + 3] === 0) syntax = ascii(b, start, Math.min(end, b.length)).replace(/^[\0 ]+|[\0 ]+$/g, "");
+    offset = end;
+  }
+  return offset <= b.length ? [offset, syntax] : [null, ""];
+}
+
+/** dicom.py _part10: the "DICM" marker after the 128-byte preamble. */
+export const isPart10 = (b) => b.length >= DICM_OFFSET + 4 && ascii(b, DICM_OFFSET, DICM_OFFSET + 4) === "DICM";
+
+/** dicom.py is_dicom: a Part 10 file, or an older data set without preamble and file meta. */
+export const isDicom = (b) => isPart10(b) || startsElement(b, 0, RAW_FIRST_GROUPS);
 
 // --- PNG ---------------------------------------------------------------------------------
 
@@ -196,7 +237,7 @@ function browserDecoder(type) {
 // name: as in rules.json. matches: the file signature. size: {width, height} from the header.
 // complete: false if the file visibly ends early. decode: bytes -> {imageData, note}.
 const FORMATS = [
-  { name: "DICOM", matches: (b) => ascii(b, 128, 132) === "DICM" },   // read by js/dicom.js
+  { name: "DICOM", matches: isDicom },   // read by js/dicom.js
   { name: "PNG", matches: (b) => [137, 80, 78, 71, 13, 10, 26, 10].every((v, i) => b[i] === v), size: pngSize, decode: decodePng },
   { name: "JPEG", matches: (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff, size: jpegSize,
     complete: jpegComplete, decode: browserDecoder("image/jpeg") },

@@ -1,12 +1,16 @@
-// DICOM X-rays in the browser, the way lungseg/dicom.py reads them: the same checks and messages,
-// the same display arithmetic (stored values -> Modality LUT or rescale -> VOI LUT table, window or
-// full range -> 0..255, halves to even -> MONOCHROME1 inverted), pixel spacing and header warnings.
-// Loaded by js/decode.js only when a file is a DICOM; the codecs only for their transfer syntax.
+// DICOM X-rays in the browser, the way lungseg/dicom.py reads them: the same checks and messages
+// (an unreadable header, missing pixel attributes, damaged pixel data), the same display
+// arithmetic (stored bits ending at High Bit -> Modality LUT or rescale -> VOI LUT table, window or
+// full range -> 0..255, halves to even -> MONOCHROME1 inverted), pixel spacing and header
+// warnings (the spacing's plausibility included). Files without preamble or file meta are read
+// by content. Loaded by js/decode.js only when a file is a DICOM; the codecs only for their
+// transfer syntax.
 import dicomParser from "../vendor/dicom/dicom-parser.js";
 import { inflateSync } from "../vendor/fflate.js";
-import { ImageDecodeError, checkSize, roundHalfEven } from "./decode.js";
+import { DATASET_FIRST_GROUPS, ImageDecodeError, RAW_FIRST_GROUPS, checkSize, dicomMeta, explicitVrAt, isPart10,
+  roundHalfEven, startsElement } from "./decode.js";
 import { warning } from "./quality.js";
-import { message } from "./rules.js";
+import { formatG, message, toFixedEven } from "./rules.js";
 
 const VENDOR = new URL("../vendor/dicom/", import.meta.url);
 const RADIOGRAPHY = new Set(["CR", "DX", "DR", "RG", "PX"]);
@@ -19,6 +23,13 @@ const DECODERS = { "libjpeg-turbo": "JPEGDecoder", charls: "JpegLSDecoder", open
 const JPEG_LOSSLESS = new Set(["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"]);
 const RLE = "1.2.840.10008.1.2.5";
 const NATIVE = new Set(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"]);
+const DEFLATED = "1.2.840.10008.1.2.1.99", IMPLICIT = "1.2.840.10008.1.2", EXPLICIT = "1.2.840.10008.1.2.1";
+// The plain details of the "corrupt" message, worded as dicom.py's.
+const HEADER_UNREADABLE = "not a readable DICOM header";
+const PIXELS_UNREADABLE = "the DICOM pixel data is incomplete or cannot be decoded";
+const LACKS = (names) => `the DICOM header lacks ${names}`;
+// Attributes the pixel data cannot be read without (dicom.py REQUIRED).
+const REQUIRED = [["x00280010", "Rows"], ["x00280011", "Columns"], ["x00280100", "Bits Allocated"], ["x00280101", "Bits Stored"]];
 const modules = {};
 
 /** An Emscripten codec of vendor/dicom/, instantiated once. */
@@ -65,11 +76,13 @@ function decodeRle(frame, n, samples, bytesPerSample) {
   return out;   // little endian after the byte order above
 }
 
-/** The pixel data's samples (interleaved) as numbers, stored bits only (signed: sign-extended). */
+/** The pixel data's samples (interleaved) as numbers (dicom.py _stored_values): for native and
+ *  RLE data the Bits Stored bits ending at High Bit (signed: sign-extended); codecs' as decoded. */
 async function storedValues(ds, syntax, n, samples) {
   const element = ds.elements.x7fe00010;
-  const allocated = ds.uint16("x00280100"), stored = ds.uint16("x00280101") || allocated;
-  const signed = ds.uint16("x00280103") === 1;
+  const allocated = ds.uint16("x00280100"), stored = ds.uint16("x00280101");
+  const high = ds.uint16("x00280102") ?? stored - 1, signed = ds.uint16("x00280103") === 1;
+  const bitwise = NATIVE.has(syntax) || syntax === RLE;
   let bytes, bits = allocated, littleEndian = syntax !== "1.2.840.10008.1.2.2";
   if (NATIVE.has(syntax)) {
     const size = (n * samples * allocated) / 8;
@@ -98,9 +111,10 @@ async function storedValues(ds, syntax, n, samples) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const read = bits === 8 ? (i) => view.getUint8(i) : bits === 16 ? (i) => view.getUint16(2 * i, littleEndian)
     : (i) => view.getUint32(4 * i, littleEndian);
+  const low = bitwise ? Math.max(high + 1 - stored, 0) : 0;   // bits below the stored ones
   const shift = 32 - Math.min(stored, 32), values = new Float64Array(n * samples);
-  for (let i = 0; i < values.length; i++) {   // pydicom's correction of unused high bits
-    const v = read(i) << shift;
+  for (let i = 0; i < values.length; i++) {
+    const v = (read(i) >>> low) << shift;
     values[i] = signed ? v >> shift : v >>> shift;
   }
   return values;
@@ -151,15 +165,36 @@ function displayPixels(ds, stored) {
   return out;
 }
 
+/** dicom.py _numbers: the first `count` values of a DS attribute if finite numbers > 0, else null. */
+function numbers(ds, tag, count) {
+  const text = ds.string(tag);
+  if (text === undefined) return null;
+  const values = text.split("\\").slice(0, count).map((v) => (v.trim() === "" ? NaN : Number(v)));
+  return values.length === count && values.every((v) => Number.isFinite(v) && v > 0) ? values : null;
+}
+
 /** dicom.py pixel_spacing: [[row, column] mm or null, where it came from]. */
 function pixelSpacing(ds) {
-  if (ds.string("x00280030")) return [[ds.floatString("x00280030", 0), ds.floatString("x00280030", 1)], "Pixel Spacing"];
-  if (ds.string("x00181164")) {
-    const factor = ds.floatString("x00181114") || 1;
-    const spacing = [ds.floatString("x00181164", 0) / factor, ds.floatString("x00181164", 1) / factor];
-    return [spacing, factor !== 1 ? "Imager Pixel Spacing / magnification factor" : "Imager Pixel Spacing (at the detector)"];
+  const calibrated = numbers(ds, "x00280030", 2);
+  if (calibrated) return [calibrated, "Pixel Spacing"];
+  const detector = numbers(ds, "x00181164", 2);
+  if (detector) {
+    const factor = (numbers(ds, "x00181114", 1) || [1])[0];
+    return [[detector[0] / factor, detector[1] / factor],
+      factor !== 1 ? "Imager Pixel Spacing / magnification factor" : "Imager Pixel Spacing (at the detector)"];
   }
   return [null, ""];
+}
+
+/** dicom.py spacing_warnings: the image under or over rules.json's chest_cm_range on a side. */
+function spacingWarnings(rules, spacing, rows, columns) {
+  if (!spacing) return [];
+  const width = (columns * spacing[1]) / 10, height = (rows * spacing[0]) / 10;
+  const [low, high] = rules.checks.chest_cm_range;
+  if (low <= Math.min(width, height) && Math.max(width, height) <= high) return [];
+  const shown = spacing[0] === spacing[1] ? formatG(spacing[1]) : `${formatG(spacing[1])} x ${formatG(spacing[0])}`;
+  return [warning(rules, "dicom_spacing", { spacing: shown, width_cm: toFixedEven(width, 1),
+    height_cm: toFixedEven(height, 1), low: formatG(low), high: formatG(high) })];
 }
 
 /** dicom.py metadata_warnings: a lateral view, not a radiograph, not the chest. */
@@ -172,24 +207,55 @@ function metadataWarnings(rules, ds) {
   return out;
 }
 
+/** dicom.py _header_readable: the data set (after a Part 10 file's meta; inflated if deflated)
+ *  starts like one. */
+function headerReadable(bytes) {
+  if (!isPart10(bytes)) return startsElement(bytes, 0, RAW_FIRST_GROUPS);
+  const [start, syntax] = dicomMeta(bytes);
+  if (start === null) return false;
+  if (syntax !== DEFLATED) return startsElement(bytes, start, DATASET_FIRST_GROUPS);
+  try { return startsElement(inflateSync(bytes.subarray(start)), 0, DATASET_FIRST_GROUPS); } catch (err) { return false; }
+}
+
+const inflater = (b, at) => {
+  const inflated = inflateSync(b.subarray(at)), full = new Uint8Array(at + inflated.length);
+  full.set(b.subarray(0, at));
+  full.set(inflated, at);
+  return full;
+};
+
+/** dicomParser on any layout pydicom reads: a Part 10 file, one whose meta lacks the transfer
+ *  syntax, or a bare data set (explicit VR if a VR follows the first tag, as pydicom guesses). */
+function parse(bytes, options) {
+  if (!isPart10(bytes) && bytes[0] === 2 && bytes[1] === 0) {   // file meta without preamble
+    const full = new Uint8Array(132 + bytes.length);
+    full.set([68, 73, 67, 77], 128);
+    full.set(bytes, 132);
+    return parse(full, options);
+  }
+  const [start, syntax] = isPart10(bytes) ? dicomMeta(bytes) : [0, ""];
+  if (syntax) return dicomParser.parseDicom(bytes, { inflater, ...options });
+  const body = bytes.subarray(start);
+  return dicomParser.parseDicom(body, { TransferSyntaxUID: explicitVrAt(body, 0) ? EXPLICIT : IMPLICIT, ...options });
+}
+
 /** DICOM file bytes -> {imageData, note, warnings, spacing, spacingSource}; ImageDecodeError
  *  with dicom.py's message (corrupt, no image, multi-frame, size) for an unusable file. */
 export async function decodeDicom(bytes, name, rules) {
   const fail = (code, fields) => { throw new ImageDecodeError(message(rules, code, name, fields), code); };
+  if (!headerReadable(bytes)) fail("corrupt", { detail: HEADER_UNREADABLE });
   let ds;
   try {
-    ds = dicomParser.parseDicom(bytes, { inflater: (b, at) => {
-      const inflated = inflateSync(b.subarray(at)), full = new Uint8Array(at + inflated.length);
-      full.set(b.subarray(0, at));
-      full.set(inflated, at);
-      return full;
-    } });
+    ds = parse(bytes, {});
   } catch (err) {
-    fail("corrupt", { detail: `DICOM: ${err.exception || err.message || err}` });
+    try { parse(bytes, { untilTag: "x7fe00010" }); } catch (again) { fail("corrupt", { detail: HEADER_UNREADABLE }); }
+    fail("corrupt", { detail: PIXELS_UNREADABLE });
   }
   if (!ds.elements.x7fe00010) fail("dicom_no_image");
   const frames = ds.intString("x00280008") || 1;
   if (frames > 1) fail("dicom_multiframe", { frames });
+  const missing = REQUIRED.filter(([tag]) => ds.uint16(tag) === undefined).map(([, label]) => label);
+  if (missing.length) fail("corrupt", { detail: LACKS(missing.join(", ")) });
   const width = ds.uint16("x00280011"), height = ds.uint16("x00280010"), n = width * height;
   checkSize(rules, name, width, height);
   const samples = ds.uint16("x00280002") || 1, syntax = ds.string("x00020010");
@@ -197,7 +263,7 @@ export async function decodeDicom(bytes, name, rules) {
   try {
     values = await storedValues(ds, syntax, n, samples);
   } catch (err) {
-    fail("corrupt", { detail: `DICOM pixel data: ${err.message || err}` });
+    fail("corrupt", { detail: PIXELS_UNREADABLE });
   }
   const rgba = new Uint8ClampedArray(4 * n).fill(255);
   if (samples === 1) {
@@ -212,5 +278,6 @@ export async function decodeDicom(bytes, name, rules) {
     }
   }
   const [spacing, spacingSource] = pixelSpacing(ds);
-  return { imageData: new ImageData(rgba, width, height), note: "DICOM", warnings: metadataWarnings(rules, ds), spacing, spacingSource };
+  const warnings = [...metadataWarnings(rules, ds), ...spacingWarnings(rules, spacing, height, width)];
+  return { imageData: new ImageData(rgba, width, height), note: "DICOM", warnings, spacing, spacingSource };
 }
