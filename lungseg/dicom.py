@@ -18,7 +18,7 @@ library, because the web page (web/js/dicom.js) applies the very same arithmetic
    per Pixel Representation) -> Modality LUT: Rescale Slope/Intercept, or the Modality LUT
    Sequence's table;
 2. VOI: the first VOI LUT Sequence table, else the first Window Center/Width (VOI LUT Function
-   LINEAR, LINEAR_EXACT or SIGMOID), else the image's own full range, to 0..255;
+   LINEAR, LINEAR_EXACT or SIGMOID; a width above 0), else the image's own full range, to 0..255;
 3. MONOCHROME1 (white = low) inverted to MONOCHROME2; RGB and YBR as colour.
 Multi-frame images and objects without pixel data are refused with a message; so is a header
 without Rows, Columns, Bits Allocated or Bits Stored (Samples per Pixel 1, Photometric
@@ -139,6 +139,17 @@ def _header_readable(data: bytes) -> bool:
 
 # --- the display pipeline ------------------------------------------------------------------
 
+def _lut_item(ds, keyword: str):
+    """The first item of a LUT sequence if it holds a LUT Descriptor (3 values, 1-16 bits) and
+    LUT Data, else None: a broken table is skipped, as on the page."""
+    items = ds.get(keyword)
+    item = items[0] if items else None
+    descriptor = item.get("LUTDescriptor") if item is not None else None
+    if descriptor is None or len(descriptor) != 3 or not 1 <= int(descriptor[2]) <= 16 or not item.get("LUTData"):
+        return None
+    return item
+
+
 def _lut(values: np.ndarray, item) -> tuple[np.ndarray, int]:
     """Apply one LUT item (LUTDescriptor + LUTData): values below the first mapped value take the
     first entry, above the last the last entry. Returns (output, bits of the output)."""
@@ -162,26 +173,41 @@ def _window(values: np.ndarray, center: float, width: float, function: str) -> n
     return np.clip(out, 0.0, 255.0)
 
 
-def _first(value) -> float:
-    """The first of a multi-valued DICOM number (Window Center/Width may hold several)."""
-    from pydicom.multival import MultiValue
+def _values(ds, keyword: str) -> list[float]:
+    """A numeric string attribute's values as floats (nan for one that is not a number, as an
+    archive may hold); [] when absent or empty. web/js/dicom.js reads them alike."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    out = []
+    for item in [value] if isinstance(value, (str, bytes, int, float)) else list(value):
+        try:
+            out.append(float(str(item)))
+        except ValueError:
+            out.append(math.nan)
+    return out
 
-    return float(value[0]) if isinstance(value, MultiValue) else float(value)
+
+def _number(ds, keyword: str, default: float | None = None) -> float | None:
+    """The first value of a numeric attribute if it is a finite number, else ``default``."""
+    values = _values(ds, keyword)
+    return values[0] if values and math.isfinite(values[0]) else default
 
 
 def display_pixels(ds, stored: np.ndarray) -> np.ndarray:
     """The display pipeline (module docstring) for stored grey values: (H, W) uint8."""
     values = stored.astype(np.float64)
-    if "ModalityLUTSequence" in ds:
-        values, _ = _lut(values, ds.ModalityLUTSequence[0])
+    modality_lut, voi_lut = _lut_item(ds, "ModalityLUTSequence"), _lut_item(ds, "VOILUTSequence")
+    if modality_lut is not None:
+        values, _ = _lut(values, modality_lut)
     else:
-        values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
-    if "VOILUTSequence" in ds:
-        values, bits = _lut(values, ds.VOILUTSequence[0])
+        values = values * (_number(ds, "RescaleSlope") or 1.0) + _number(ds, "RescaleIntercept", 0.0)
+    if voi_lut is not None:
+        values, bits = _lut(values, voi_lut)
         grey = values * (255.0 / (2 ** bits - 1))
-    elif ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, ""):
+    elif _number(ds, "WindowCenter") is not None and (_number(ds, "WindowWidth") or 0) > 0:
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        grey = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function)
+        grey = _window(values, _number(ds, "WindowCenter"), _number(ds, "WindowWidth"), function)
     else:
         low, high = float(values.min()), float(values.max())
         grey = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
@@ -195,12 +221,7 @@ def display_pixels(ds, stored: np.ndarray) -> np.ndarray:
 
 def _numbers(ds, keyword: str, count: int) -> list[float] | None:
     """The first ``count`` values of a DS attribute if they are finite numbers > 0, else None."""
-    value = ds.get(keyword)
-    values = [value] if value is None or isinstance(value, (str, bytes, int, float)) else list(value)
-    try:
-        numbers = [float(str(v)) for v in values[:count]]
-    except (TypeError, ValueError):
-        return None
+    numbers = _values(ds, keyword)[:count]
     return numbers if len(numbers) == count and all(math.isfinite(n) and n > 0 for n in numbers) else None
 
 
@@ -332,7 +353,7 @@ def read_dicom(source: str | Path | bytes, name: str = "upload") -> DicomImage:
         raise corrupt(PIXELS_UNREADABLE) from None
     if "PixelData" not in ds:
         raise ImageError(rules.message("dicom_no_image", name))
-    frames = int(ds.get("NumberOfFrames") or 1)
+    frames = int(_number(ds, "NumberOfFrames") or 1)
     if frames > 1:
         raise ImageError(rules.message("dicom_multiframe", name, frames=frames))
     module = _pixel_module(ds, name)

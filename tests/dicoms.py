@@ -193,8 +193,21 @@ def corpus(xrays: list[np.ndarray]) -> dict[str, tuple[bytes, int]]:
         "secondary-capture.dcm": encode(dataset(twelve(17), SOPClassUID=SecondaryCaptureImageStorage, Modality="OT",
                                                 ConversionType="DV")),
         "detector-spacing.dcm": encode(dataset(twelve(18), ImagerPixelSpacing=[0.1, 0.1])),
+        "odd-values.dcm": odd_values(dataset(twelve(19))),
     }
     return {name: (data, index % len(xrays)) for index, (name, data) in enumerate(files.items())}
+
+
+def odd_values(ds: Dataset) -> bytes:
+    """Numbers that are not numbers (Rescale Slope, Window Center, one Pixel Spacing value) and a
+    VOI LUT item without its table: each is skipped, so the image shows over its full range."""
+    broken = Dataset()
+    broken.LUTDescriptor = [4096, 0, 8]
+    ds.VOILUTSequence = [broken]
+    ds.RescaleSlope, ds.RescaleIntercept, ds.WindowCenter, ds.WindowWidth = "+1.5", "0", "+2048.0", "4096"
+    ds.PixelSpacing = "+0.25\\+0.25"
+    return (encode(ds).replace(b"+1.5", b"abc ").replace(b"+2048.0", b"x2048.0")
+            .replace(b"+0.25\\+0.25", b"+0.25\\zzzzz"))
 
 
 def no_uids(ds: Dataset) -> Dataset:

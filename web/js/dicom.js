@@ -120,6 +120,15 @@ async function storedValues(ds, syntax, n, samples) {
   return values;
 }
 
+/** dicom.py _lut_item: the first item of a LUT sequence if it holds a LUT Descriptor (3 values,
+ *  1-16 bits) and LUT Data, else null (a broken table is skipped). */
+function lutItem(ds, tag) {
+  const item = ds.elements[tag]?.items?.[0]?.dataSet;
+  if (!item || item.elements.x00283002?.length !== 6 || !item.elements.x00283006?.length) return null;
+  const bits = item.uint16("x00283002", 2);
+  return bits >= 1 && bits <= 16 ? item : null;
+}
+
 /** One LUT item (LUT Descriptor + LUT Data), as dicom.py's _lut: -> [output values, bits]. */
 function applyLut(values, item) {
   const entries = item.uint16("x00283002", 0) || 65536, first = item.uint16("x00283002", 1);
@@ -140,19 +149,19 @@ function windowed(v, center, width, fn) {
 /** dicom.py display_pixels: stored grey values -> 8-bit grey (Uint8Array). */
 function displayPixels(ds, stored) {
   let values = stored, grey;
-  const modalityLut = ds.elements.x00283000?.items?.[0]?.dataSet;
+  const modalityLut = lutItem(ds, "x00283000");
   if (modalityLut) [values] = applyLut(values, modalityLut);
   else {
-    const slope = ds.floatString("x00281053") || 1, intercept = ds.floatString("x00281052") || 0;
+    const slope = number(ds, "x00281053") || 1, intercept = number(ds, "x00281052") ?? 0;
     values = values.map((v) => v * slope + intercept);
   }
-  const voiLut = ds.elements.x00283010?.items?.[0]?.dataSet;
+  const voiLut = lutItem(ds, "x00283010");
   if (voiLut) {
     const [looked, bits] = applyLut(values, voiLut);
     grey = looked.map((v) => v * (255 / (2 ** bits - 1)));
-  } else if (ds.elements.x00281050 && ds.elements.x00281051) {
+  } else if (number(ds, "x00281050") !== null && number(ds, "x00281051") > 0) {
     const fn = (ds.string("x00281056") || "LINEAR").toUpperCase();
-    const center = ds.floatString("x00281050", 0), width = ds.floatString("x00281051", 0);
+    const center = number(ds, "x00281050"), width = number(ds, "x00281051");
     grey = values.map((v) => windowed(v, center, width, fn));
   } else {
     let low = Infinity, high = -Infinity;
@@ -165,12 +174,22 @@ function displayPixels(ds, stored) {
   return out;
 }
 
+/** dicom.py _values: a numeric string attribute's values (NaN for one that is not a number). */
+function values(ds, tag) {
+  const text = ds.string(tag);
+  return text ? text.split("\\").map((v) => (v.trim() === "" ? NaN : Number(v))) : [];
+}
+
+/** dicom.py _number: the first value if it is a finite number, else `fallback`. */
+function number(ds, tag, fallback = null) {
+  const [first] = values(ds, tag);
+  return Number.isFinite(first) ? first : fallback;
+}
+
 /** dicom.py _numbers: the first `count` values of a DS attribute if finite numbers > 0, else null. */
 function numbers(ds, tag, count) {
-  const text = ds.string(tag);
-  if (text === undefined) return null;
-  const values = text.split("\\").slice(0, count).map((v) => (v.trim() === "" ? NaN : Number(v)));
-  return values.length === count && values.every((v) => Number.isFinite(v) && v > 0) ? values : null;
+  const found = values(ds, tag).slice(0, count);
+  return found.length === count && found.every((v) => Number.isFinite(v) && v > 0) ? found : null;
 }
 
 /** dicom.py pixel_spacing: [[row, column] mm or null, where it came from]. */
@@ -252,7 +271,7 @@ export async function decodeDicom(bytes, name, rules) {
     fail("corrupt", { detail: PIXELS_UNREADABLE });
   }
   if (!ds.elements.x7fe00010) fail("dicom_no_image");
-  const frames = ds.intString("x00280008") || 1;
+  const frames = Math.trunc(number(ds, "x00280008") || 1);
   if (frames > 1) fail("dicom_multiframe", { frames });
   const missing = REQUIRED.filter(([tag]) => ds.uint16(tag) === undefined).map(([, label]) => label);
   if (missing.length) fail("corrupt", { detail: LACKS(missing.join(", ")) });
