@@ -113,7 +113,7 @@ def manifest_row(name: str, out: str, result: dict, seg_error: str = "") -> dict
     figures = {k: result[k] for k in rules.MANIFEST_COLUMNS if k in result}
     messages = [w["message"] for w in result["warnings"]] + ([seg_error] if seg_error else [])
     return {**figures, "input": name, "status": "error" if seg_error else "ok",
-            "mask": output(out, "mask"), "overlay": output(out, "overlay"),
+            "mask": output(out, "mask"), "overlay": output(out, "overlay"), "labels": output(out, "labels"),
             "warnings": " ".join(w["code"] for w in result["warnings"]),
             "dicom_seg": output(out, "seg") if result["dicom"] and not seg_error else "",
             "message": " ".join(messages)}

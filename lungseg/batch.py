@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 OUTPUTS = rules.OUTPUTS
 MANIFEST = OUTPUTS["manifest"]
 FIELDS = rules.MANIFEST_COLUMNS
-#: Each output's manifest column ("labels" is written once rules.json's columns name it).
+#: Each output's manifest column.
 COLUMNS = {"mask": "mask", "overlay": "overlay", "labels": "labels", "seg": "dicom_seg"}
 EXISTING = ("error", "skip", "overwrite")
 DONE = ("ok", "low_quality")         # statuses of an input whose outputs were written

@@ -303,7 +303,7 @@ function downloadAll() {
     if (r.status === "error") { rows.push({ input: r.name, status: "error", message: r.message }); continue; }
     const names = Object.fromEntries(["mask", "overlay", "labels"].map((k) => [k, outputName(state.rules, out, k)]));
     for (const kind of ["mask", "overlay", "labels"]) entries.push({ name: names[kind], data: outputPng(r, kind) });
-    rows.push({ input: r.name, status: "ok", mask: names.mask, overlay: names.overlay, width: r.width, height: r.height,
+    rows.push({ input: r.name, status: "ok", mask: names.mask, overlay: names.overlay, labels: names.labels, width: r.width, height: r.height,
       ...r.areas, spacing_source: r.spacingSource || "", quality: r.quality,
       warnings: r.warnings.map((w) => w.code).join(" "), message: r.warnings.map((w) => w.message).join(" ") });
   }
