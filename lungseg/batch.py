@@ -140,7 +140,7 @@ def _holds_image(entry: Entry) -> bool:
     path = sources.local(entry.source)
     if path is None:
         return False
-    kind = sniff(path)
+    kind = sniff(path, str(entry.source))
     return kind == "image" or (kind == "dicom" and _dicom_has_pixels(path))
 
 

@@ -141,12 +141,13 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
     return _pil_to_array(_decoded(image, name))
 
 
-def sniff(path: str | Path) -> str:
+def sniff(path: str | Path, name: str | None = None) -> str:
     """What a file holds, judged from its first bytes and header only (nothing is decoded):
     "image" (a format of rules.json that Pillow reads, also one too large, truncated or corrupt,
     which reading then refuses with its message), "dicom", "text" or "other" (empty, another
     format, binary). For finding X-rays in a folder by content, whatever their names. Raises
-    ImageError (rules.json's "unreadable" message) when the file cannot be opened or read."""
+    ImageError (rules.json's "unreadable" message, for ``name``: default the file name) when the
+    file cannot be opened or read."""
     path = Path(path)
     try:
         with path.open("rb") as file:
@@ -161,7 +162,7 @@ def sniff(path: str | Path) -> str:
                 pass                # a header of our formats, refused later with its message
             return "image"
     except OSError as err:
-        raise ImageError(rules.message("unreadable", path.name,
+        raise ImageError(rules.message("unreadable", _name(path, name),
                                        detail=err.strerror or type(err).__name__)) from None
 
 
