@@ -395,13 +395,18 @@ def reference(dataset):
     caller's dataset), with what the SEG needs and the source lacks filled in by one rule:
 
     - Study, Series and SOP Instance UIDs: generated from the pixel data (``_generated_uid``);
-    - SOP Class UID: CR or DX Image Storage by Modality, else Secondary Capture; Modality: CR or
-      DX by SOP class, else OT;
+    - SOP Class UID: CR or DX Image Storage by Modality, else Secondary Capture (also standing in,
+      while highdicom builds the SEG, for a class it does not know; ``write_seg`` puts the
+      source's own back in the references); Modality: CR or DX by SOP class, else OT;
     - the Type 2 patient and study attributes: empty when absent, or when the value is one the
       standard forbids (a Patient's Sex other than M, F or O; a malformed date or time);
+    - Specific Character Set: an empty first term (the default repertoire) as ISO 2022 IR 6, and
+      ISO_IR 192 (UTF-8, which holds any text pydicom decoded) in place of unknown terms;
     - Pixel Spacing dropped when there is no Slice Thickness (highdicom would build a 3D
       pixel-measures item and refuse).
     """
+    import highdicom as hd
+    from highdicom._standard_utils import get_sop_class_iod_map   # the IODs highdicom can copy from
     from pydicom.dataset import Dataset
     from pydicom.valuerep import DA, TM
 
@@ -414,7 +419,7 @@ def reference(dataset):
         if not str(source.get(keyword) or "").strip():
             setattr(source, keyword, _generated_uid(dataset, keyword))
     modality = str(source.get("Modality") or "").strip().upper()
-    if not str(source.get("SOPClassUID") or "").strip():
+    if str(source.get("SOPClassUID") or "").strip() not in get_sop_class_iod_map():
         source.SOPClassUID = SOP_CLASS_OF_MODALITY.get(modality, SECONDARY_CAPTURE)
     if not modality:
         source.Modality = {v: k for k, v in SOP_CLASS_OF_MODALITY.items()}.get(str(source.SOPClassUID), "OT")
@@ -426,9 +431,24 @@ def reference(dataset):
     for keyword, vr_class in (("PatientBirthDate", DA), ("StudyDate", DA), ("StudyTime", TM)):
         if source[keyword].value not in (None, "") and not _valid(vr_class, str(source[keyword].value)):
             setattr(source, keyword, None)
+    terms = source.get("SpecificCharacterSet") or []
+    terms = [terms] if isinstance(terms, str) else [term or "ISO 2022 IR 6" for term in terms]   # "": default
+    if terms:
+        known = {v.value for v in hd.SpecificCharacterSetValues}
+        source.SpecificCharacterSet = terms if all(term in known for term in terms) else "ISO_IR 192"
     if "PixelSpacing" in source and "SliceThickness" not in source:
         del source.PixelSpacing
     return source
+
+
+def _own_class_referenced(seg, source, sop_class: str) -> None:
+    """Where the SEG references ``source`` under a stand-in SOP class, put ``sop_class`` back."""
+    def restore(dataset, element):
+        if (element.keyword == "ReferencedSOPClassUID" and element.value == source.SOPClassUID
+                and dataset.get("ReferencedSOPInstanceUID") == source.SOPInstanceUID):
+            element.value = sop_class
+    if sop_class and sop_class != source.SOPClassUID:
+        seg.walk(restore)
 
 
 def write_seg(xray: DicomImage, mask: np.ndarray, model: str = "lungseg", version: str = "",
@@ -456,14 +476,16 @@ def write_seg(xray: DicomImage, mask: np.ndarray, model: str = "lungseg", versio
         segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm) for number, label, kind in parts]
     pixels = side_labels(mask) if labelled else mask.astype(np.uint8)
+    source = reference(xray.dataset)
     seg = hd.seg.Segmentation(
-        source_images=[reference(xray.dataset)], pixel_array=pixels,
+        source_images=[source], pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
         series_instance_uid=hd.UID(), series_number=900, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="LungSeg", manufacturer_model_name=model, software_versions=version or model,
         device_serial_number="none", series_description="LungSeg lung mask")
     # Type 2C for an image without Image Orientation/Position (Patient): the source's, or empty.
     seg.PatientOrientation = xray.dataset.get("PatientOrientation") or None
+    _own_class_referenced(seg, source, str(xray.dataset.get("SOPClassUID") or "").strip())
     buffer = io.BytesIO()
     seg.save_as(buffer)
     return buffer.getvalue()

@@ -132,7 +132,7 @@ def deidentified(ds: Dataset) -> Dataset:
     return ds
 
 
-def with_private_tags(ds: Dataset, charset: str, name: str) -> Dataset:
+def with_private_tags(ds: Dataset, charset, name: str) -> Dataset:
     """A patient name in ``charset`` and a private block (a string, bytes and a sequence)."""
     ds.SpecificCharacterSet, ds.PatientName, ds.InstitutionName = charset, name, name.replace("^", " ")
     block = ds.private_block(0x0019, PRIVATE_CREATOR, create=True)
@@ -194,6 +194,8 @@ def corpus(xrays: list[np.ndarray]) -> dict[str, tuple[bytes, int]]:
                                                 ConversionType="DV")),
         "detector-spacing.dcm": encode(dataset(twelve(18), ImagerPixelSpacing=[0.1, 0.1])),
         "odd-values.dcm": odd_values(dataset(twelve(19))),
+        "iso2022-japanese.dcm": encode(with_private_tags(dataset(twelve(20)), ["", "ISO 2022 IR 87"],
+                                                         "Yamada^Tarou=山田^太郎")),
     }
     return {name: (data, index % len(xrays)) for index, (name, data) in enumerate(files.items())}
 

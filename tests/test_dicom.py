@@ -174,6 +174,7 @@ def test_every_profile_is_recognised_by_content_and_shows_its_pixels(built):
     assert not built["no-preamble.dcm"][0][128:132] == b"DICM"
     assert read_input(built["utf8-private.dcm"][0])[1].dataset.PatientName == "Đặng^Thị Hồng=山田^太郎"
     assert read_input(built["latin1.dcm"][0])[1].dataset.PatientName == "Ørsted^Zoë"
+    assert read_input(built["iso2022-japanese.dcm"][0])[1].dataset.PatientName == "Yamada^Tarou=山田^太郎"
 
 
 def test_other_formats_and_text_are_not_taken_for_dicom(tmp_path):
@@ -290,6 +291,25 @@ def test_a_segmentation_of_every_profile_is_valid_dicom(built, tmp_path):
     first, second = (hd.seg.segread(io.BytesIO(write_seg(sparse, np.ones((256, 256), np.uint8)))) for _ in range(2))
     assert first.StudyInstanceUID == second.StudyInstanceUID and first.PatientName == ""
     assert first.SourceImageSequence[0].ReferencedSOPClassUID == SecondaryCaptureImageStorage
+
+
+def test_classes_and_character_sets_highdicom_does_not_know(tmp_path):
+    """A vendor's SOP class is referenced as it is; an unknown character set becomes UTF-8 with
+    the name as pydicom read it; dciodvfy finds no error."""
+    import highdicom as hd
+
+    dciodvfy = _tool("dciodvfy")
+    for name, attributes in {"vendor.dcm": {"SOPClassUID": "1.2.3.4.5.6"},
+                             "charset.dcm": {"SpecificCharacterSet": "ISO_IR 999", "PatientName": "Zoë"}}.items():
+        xray = read_input(encode(dataset(built_xray(64).astype(np.uint16), **attributes)), name)[1]
+        path = tmp_path / name
+        path.write_bytes(write_seg(xray, np.ones((64, 64), np.uint8)))
+        seg = hd.seg.segread(path)
+        assert seg.SourceImageSequence[0].ReferencedSOPClassUID == xray.dataset.SOPClassUID, name
+        assert seg.PatientName == xray.dataset.PatientName, name
+        report = subprocess.run([dciodvfy, "-new", str(path)], capture_output=True, text=True)
+        assert [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")] == []
+    assert seg.SpecificCharacterSet == "ISO_IR 192"
 
 
 def test_values_the_standard_forbids_are_written_empty():
