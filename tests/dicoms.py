@@ -1,7 +1,8 @@
 """DICOM test files built from real X-rays with pydicom: the transfer syntaxes, photometric
 interpretations, LUTs and odd objects LungSeg must read (or refuse with a message), and
-``corpus``: the X-rays as archives hold them (header profiles, encodings, no preamble, junk
-bits, character sets, private tags, a de-identified copy made by dicognito)."""
+``corpus``: the X-rays as archives hold them (22 files: header profiles, encodings, no preamble
+or no file meta, junk bits, High Bit 15, character sets, private tags, numbers that are not
+numbers, a de-identified copy made by dicognito)."""
 import io
 
 import numpy as np
@@ -196,6 +197,7 @@ def corpus(xrays: list[np.ndarray]) -> dict[str, tuple[bytes, int]]:
         "odd-values.dcm": odd_values(dataset(twelve(19))),
         "iso2022-japanese.dcm": encode(with_private_tags(dataset(twelve(20)), ["", "ISO 2022 IR 87"],
                                                          "Yamada^Tarou=山田^太郎")),
+        "meta-no-preamble.dcm": encode(type2_empty(dataset(twelve(21))))[132:],
     }
     return {name: (data, index % len(xrays)) for index, (name, data) in enumerate(files.items())}
 

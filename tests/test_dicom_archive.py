@@ -1,4 +1,4 @@
-"""DICOMs as archives hold them, through every surface: tests/dicoms.py's corpus (19 header
+"""DICOMs as archives hold them, through every surface: tests/dicoms.py's corpus (22 header
 profiles and encodings of real Val X-rays, or of a built image without ../shared) and real CR
 files of pydicom-data, read by the Python API, ``lungseg predict``, the Streamlit app's DICOM
 Segmentation downloads and the web page.
