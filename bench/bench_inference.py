@@ -4,7 +4,9 @@
 
 Prints, for one 256x256 X-ray: median latency of ``Segmenter.predict`` (model + threshold +
 clean-up), of ``Segmenter.analyze`` (the same plus quality estimate and warnings) and of the
-model call alone; and images/second for batches of 1, 8 and 32.
+model call alone, as Segmenter makes it (at the model's working size) beside the whole graph at
+the input's size; and images/second for batches of 1, 8 and 32. Full-size X-rays:
+bench/bench_full_size.py.
 Uses a real Val X-ray when ../shared is present, else a synthetic image of the same size.
 """
 import argparse
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lungseg import Segmenter, bundle, read_image
+from lungseg.layers import resize_input
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covidqu-ex" / "Val"
 
@@ -51,11 +54,14 @@ def bench(folder: Path, image: np.ndarray, repeats: int) -> None:
     print(f"  predict(), one 256x256 image: median {1000 * statistics.median(predict):.1f} ms")
     print(f"  analyze() (+ quality, checks): median {1000 * statistics.median(analyze):.1f} ms "
           f"({100 * (statistics.median(analyze) / statistics.median(predict) - 1):+.1f}%)")
-    t = timed(lambda: seg.model(batch1, training=False), repeats)
-    print(f"  model call alone:             median {1000 * statistics.median(t):.1f} ms")
+    working1 = resize_input(image, seg.input_size)[None]
+    working, whole = interleaved(lambda: seg.working_model(working1, training=False),
+                                 lambda: seg.model(batch1, training=False), repeats)
+    print(f"  model call alone:             median {1000 * statistics.median(working):.1f} ms at working "
+          f"size (the whole graph at 256x256: {1000 * statistics.median(whole):.1f} ms)")
     for size in (1, 8, 32):
-        batch = np.repeat(batch1, size, axis=0)
-        t = timed(lambda: seg.model(batch, training=False), max(3, repeats // size))
+        batch = np.repeat(working1, size, axis=0)
+        t = timed(lambda: seg.working_model(batch, training=False), max(3, repeats // size))
         print(f"  batch of {size:2d}: {size / statistics.median(t):6.1f} images/s")
 
 

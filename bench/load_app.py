@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import io
 import os
 import shutil
@@ -130,20 +131,29 @@ async def run_sessions(url: str, groups: list[list[Path]], tmp: Path) -> list[di
             await browser.close()
 
 
+def zipped_masks(bundle: zipfile.ZipFile) -> dict[str, str]:
+    """Upload name -> its mask's file in an app zip: from manifest.csv (the layout of a
+    ``lungseg predict`` output folder), or masks/STEM.png (the apps before it, for --root)."""
+    if "manifest.csv" in bundle.namelist():
+        rows = csv.DictReader(io.StringIO(bundle.read("manifest.csv").decode()))
+        return {row["input"]: row["mask"] for row in rows if row.get("mask")}
+    return {Path(name).stem: name for name in bundle.namelist() if name.startswith("masks/")}
+
+
 def check(results: list[dict]) -> int:
     """Every zip holds one mask per X-ray, equal to lungseg's own prediction."""
-    sys.path.insert(0, str(ROOT))
-    from app.analysis import unique_stems
     from lungseg import Segmenter
     seg = Segmenter.load()
     checked = 0
     for result in results:
         with zipfile.ZipFile(result["zip"]) as bundle:
-            for path, stem in zip(result["files"], unique_stems([f.name for f in result["files"]])):
-                mask = np.asarray(Image.open(io.BytesIO(bundle.read(f"masks/{stem}.png"))))
+            masks = zipped_masks(bundle)
+            for path in result["files"]:
+                entry = masks.get(path.name) or masks.get(path.stem)
+                mask = np.asarray(Image.open(io.BytesIO(bundle.read(entry)))) if entry else None
                 expected = seg.predict(path) * 255
-                if mask.shape != expected.shape or not np.array_equal(mask, expected):
-                    raise AssertionError(f"wrong mask for {path.name} in {result['zip'].name}")
+                if mask is None or mask.shape != expected.shape or not np.array_equal(mask, expected):
+                    raise AssertionError(f"wrong or missing mask for {path.name} in {result['zip'].name}")
                 checked += 1
     return checked
 

@@ -6,6 +6,8 @@
 
 Per image: max |probability difference| and the IoU of the final masks (threshold and clean-up
 applied on each side: lungseg/postprocess.py in Python, web/js/postprocess.js in the browser).
+The Python side is ``Segmenter`` as every surface uses it (the model at its working size, the
+full-size map made band by band, equal to the whole graph: tests/test_full_size.py).
 The images are real Val X-rays plus one resized to an odd, non-square size (dynamic input).
 A precision passes when every mask IoU >= --min-iou (0.999). Exit status 1 if any fails.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-#: Pixels counted at a time when summing over regions.
+#: Pixels handled at a time by band-by-band work over full-size images (4 MB of float32).
 BAND_PIXELS = 2**20
 PATIENT_SIDE_NOTE = ("Image left is the patient's right (standard PA/AP chest X-ray, the patient "
                      "facing the viewer).")

@@ -14,10 +14,7 @@ from scipy import ndimage
 
 from . import quality
 from .layers import resize_taps
-from .measure import bounding_box, region_sizes
-
-#: Full-size pixels made at a time: a band of rows of about 4 MB of float32.
-BAND_PIXELS = 2**20
+from .measure import BAND_PIXELS, bounding_box, region_sizes
 
 
 def clean_mask(mask: np.ndarray, keep: int = 2, fill_holes: bool = True) -> np.ndarray:
