@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from conftest import requires_data, val_images
+from conftest import requires_data
 from pydicom.uid import RLELossless, SecondaryCaptureImageStorage
 
 from dicoms import built_xray, corpus, dataset, encode, jpeg_baseline, type1_only, variants

@@ -16,7 +16,7 @@ const VENDOR = new URL("../vendor/dicom/", import.meta.url);
 const RADIOGRAPHY = new Set(["CR", "DX", "DR", "RG", "PX"]);
 const CHEST = new Set(["CHEST", "THORAX", "LUNG", "LUNGS", "TORSO"]);
 const LATERAL = new Set(["LL", "RL", "LATERAL", "LAT"]);
-// Names pydicom gives common SOP classes without pixel data (DICOM PS3.6); others are "object".
+// Transfer syntax -> the cornerstone codec (Emscripten) that decodes it, and its decoder class.
 const EMSCRIPTEN = { "1.2.840.10008.1.2.4.50": "libjpeg-turbo", "1.2.840.10008.1.2.4.80": "charls",
   "1.2.840.10008.1.2.4.81": "charls", "1.2.840.10008.1.2.4.90": "openjpeg", "1.2.840.10008.1.2.4.91": "openjpeg" };
 const DECODERS = { "libjpeg-turbo": "JPEGDecoder", charls: "JpegLSDecoder", openjpeg: "J2KDecoder" };
