@@ -331,6 +331,18 @@ def _stored_values(ds, module: dict) -> np.ndarray:
     return values
 
 
+def _complete(ds, size: int) -> bool:
+    """Whether the data set's last element ends where the file ends: pydicom keeps a file cut
+    inside its header without a word (dicom-parser on the page refuses it)."""
+    if _transfer_syntax(ds) == DEFLATED or not len(ds):   # positions in the inflated stream
+        return True
+    last = ds.get_item(max(ds.keys()))
+    if not hasattr(last, "value_tell"):
+        return True
+    undefined = last.length == 0xFFFFFFFF
+    return last.value_tell + (len(last.value or b"") + 8 if undefined else last.length) == size
+
+
 def read_dicom(source: str | Path | bytes, name: str = "upload") -> DicomImage:
     """Read a DICOM file (path or bytes) into a DicomImage; ImageError with a message if unusable."""
     import pydicom
@@ -352,6 +364,8 @@ def read_dicom(source: str | Path | bytes, name: str = "upload") -> DicomImage:
             raise corrupt(HEADER_UNREADABLE) from None
         raise corrupt(PIXELS_UNREADABLE) from None
     if "PixelData" not in ds:
+        if not _complete(ds, len(data)):
+            raise corrupt(HEADER_UNREADABLE)
         raise ImageError(rules.message("dicom_no_image", name))
     frames = int(_number(ds, "NumberOfFrames") or 1)
     if frames > 1:

@@ -188,7 +188,8 @@ def test_other_formats_and_text_are_not_taken_for_dicom(tmp_path):
 
 
 def test_damaged_headers_and_missing_pixel_attributes_get_one_plain_message(built):
-    """Garbage after "DICM", a file of file meta only, a truncated meta: the header is unreadable;
+    """Garbage after "DICM", a file of file meta only, a file cut in its meta or its data set's
+    header (inside a value or a tag; pydicom would keep what it got): the header is unreadable;
     a header without Rows, Columns, Bits Allocated or Bits Stored names them; never a
     library's AttributeError or KeyError."""
     noise = np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes()
@@ -196,7 +197,9 @@ def test_damaged_headers_and_missing_pixel_attributes_get_one_plain_message(buil
     meta_end = 144 + int.from_bytes(full[140:144], "little")    # after the File Meta Group Length
     for name, data in {"garbage.dcm": b"\0" * 128 + b"DICM" + noise,
                        "meta-only.dcm": full[:meta_end],
-                       "cut-meta.dcm": full[:150]}.items():
+                       "cut-meta.dcm": full[:150],
+                       "cut-in-a-value.dcm": full[:meta_end + 10],
+                       "cut-in-a-tag.dcm": full[:meta_end + 40]}.items():
         assert _refusal(data, name) == _corrupt(name, HEADER_UNREADABLE)
     grey = built_xray(64).astype(np.uint16)
     for keywords, names in ((["Rows"], "Rows"), (["Columns", "BitsStored"], "Columns, Bits Stored"),

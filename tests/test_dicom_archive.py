@@ -191,14 +191,17 @@ def _meta_end(data: bytes) -> int:
 
 
 def _damaged(files) -> dict[str, bytes]:
-    """Files both surfaces must refuse: garbage after "DICM", file meta alone, a cut file, a
-    header without Rows and Bits Stored."""
+    """Files both surfaces must refuse: garbage after "DICM", file meta alone, files cut in the
+    header (inside a value, inside a tag) and in the pixel data, a header without Rows and Bits
+    Stored."""
     full = files["full.dcm"][0]
     noise = np.random.default_rng(3).integers(0, 256, 3000, np.uint8).tobytes()
     sparse = dataset(built_xray(64).astype(np.uint16))
     sparse["PixelData"].VR = "OW"
     del sparse.Rows, sparse.BitsStored
-    return {"garbage.dcm": b"\0" * 128 + b"DICM" + noise, "meta-only.dcm": full[:_meta_end(full)],
+    start = _meta_end(full)
+    return {"garbage.dcm": b"\0" * 128 + b"DICM" + noise, "meta-only.dcm": full[:start],
+            "cut-in-a-value.dcm": full[:start + 10], "cut-in-a-tag.dcm": full[:start + 40],
             "cut.dcm": full[: len(full) - 5000], "no-rows.dcm": encode(sparse)}
 
 
