@@ -7,7 +7,8 @@ and out: a DICOM Segmentation of the mask.
 Files are recognised by content (``is_dicom``): a Part 10 file (the "DICM" marker after its
 128-byte preamble), or an older data set with no preamble and no file meta that starts with a
 group 0002 or 0008 element, in explicit or implicit VR little endian. The data set after the
-file meta must start with a group 0008 element too, else the header is unreadable.
+file meta must start with a group 0008 element too (0004 for a DICOMDIR), else the header is
+unreadable.
 
 pydicom decodes the pixel data (with pylibjpeg's libjpeg and openjpeg plugins and pyjpegls:
 JPEG baseline, extended and lossless, JPEG-LS, JPEG 2000, RLE Lossless, deflated and
@@ -46,7 +47,7 @@ LATERAL = {"LL", "RL", "LATERAL", "LAT"}
 #: Where a Part 10 file has its "DICM" marker; the groups a data set may start with.
 DICM_OFFSET = 128
 RAW_FIRST_GROUPS = (0x0002, 0x0008)
-DATASET_FIRST_GROUPS = (0x0008, 0x0800)          # after the file meta (little or big endian)
+DATASET_FIRST_GROUPS = (0x0004, 0x0008, 0x0800)  # after the file meta (a DICOMDIR; big endian)
 VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD",
        b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
        b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}

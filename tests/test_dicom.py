@@ -72,6 +72,7 @@ def test_display_pipeline_on_built_values():
 def test_objects_that_are_not_one_xray_are_refused_with_a_message():
     cases = {
         "rtplan.dcm": (open(get_testdata_file("rtplan.dcm"), "rb").read(), "without an image"),
+        "DICOMDIR": (open(get_testdata_file("DICOMDIR"), "rb").read(), "without an image"),
     }
     frames = dataset(np.zeros((2 * 64, 64), np.uint16), NumberOfFrames=2, Rows=64)
     cases["multi.dcm"] = (encode(frames), "multi-frame")

@@ -193,7 +193,9 @@ def _meta_end(data: bytes) -> int:
 def _damaged(files) -> dict[str, bytes]:
     """Files both surfaces must refuse: garbage after "DICM", file meta alone, files cut in the
     header (inside a value, inside a tag) and in the pixel data, a header without Rows and Bits
-    Stored."""
+    Stored; and a DICOMDIR, an object without an image."""
+    from pydicom.data import get_testdata_file
+
     full = files["full.dcm"][0]
     noise = np.random.default_rng(3).integers(0, 256, 3000, np.uint8).tobytes()
     sparse = dataset(built_xray(64).astype(np.uint16))
@@ -202,7 +204,8 @@ def _damaged(files) -> dict[str, bytes]:
     start = _meta_end(full)
     return {"garbage.dcm": b"\0" * 128 + b"DICM" + noise, "meta-only.dcm": full[:start],
             "cut-in-a-value.dcm": full[:start + 10], "cut-in-a-tag.dcm": full[:start + 40],
-            "cut.dcm": full[: len(full) - 5000], "no-rows.dcm": encode(sparse)}
+            "cut.dcm": full[: len(full) - 5000], "no-rows.dcm": encode(sparse),
+            "DICOMDIR": open(get_testdata_file("DICOMDIR"), "rb").read()}
 
 
 def test_page_shows_the_same_pixels_and_masks_and_refuses_alike(app, python_seg, files):

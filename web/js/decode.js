@@ -49,7 +49,7 @@ function toImageData(width, height, grey, colour = null, channels = 3, shift = 0
 
 const DICM_OFFSET = 128;
 export const RAW_FIRST_GROUPS = [0x0002, 0x0008];      // a data set without preamble starts so
-export const DATASET_FIRST_GROUPS = [0x0008, 0x0800];  // after the file meta (little or big endian)
+export const DATASET_FIRST_GROUPS = [0x0004, 0x0008, 0x0800];  // after the file meta (a DICOMDIR; big endian)
 const VRS = new Set(("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
   + "UL UN UR US UT UV").split(" "));
 const LONG_VRS = new Set("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split(" "));
