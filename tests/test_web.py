@@ -315,7 +315,8 @@ def test_no_developer_details_in_sight(browser, site, app):
         page.goto(site + "?nosw")   # backend auto: no GPU here (WebGL is SwiftShader)
         page.wait_for_function("document.body.dataset.ready", timeout=TIMEOUT)
         note = page.inner_text("#backend-note")
-        assert note == "No GPU found: running on the CPU (WebAssembly), which is slower.", note
+        threads = min(8, max(2, page.evaluate("navigator.hardwareConcurrency") // 2))   # served isolated
+        assert note == f"No GPU found: running on the CPU (WebAssembly, {threads} threads), which is slower.", note
         for detail in ("SwiftShader", "0x", "ANGLE", "skipped"):
             assert detail not in page.inner_text("body")
         assert any("skipped" in line for line in console), console
