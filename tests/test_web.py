@@ -231,8 +231,8 @@ def test_failed_and_waiting_items_are_compact(app, tmp_path):
     _wait_all(app, before + 1)
     item = app.locator("li.result").nth(before)
     assert item.get_attribute("data-status") == "error"
-    assert not item.locator("canvas").first.is_visible()
-    assert not item.locator("canvas").nth(1).is_visible()
+    assert not item.locator("img").first.is_visible()
+    assert not item.locator("img").nth(1).is_visible()
     assert not item.locator("button.download").is_visible()
     assert item.bounding_box()["height"] < 60
     assert item.inner_text().strip() == _python_message(tmp_path / "broken.png")
@@ -296,7 +296,7 @@ def test_cancel_stops_the_batch(app):
     cancelled = app.locator("li.result[data-status=cancelled]").last
     text = cancelled.inner_text()
     assert Path(images[-1]).name in text and text.endswith("cancelled"), text
-    assert cancelled.bounding_box()["height"] < 60 and not cancelled.locator("canvas").first.is_visible()
+    assert cancelled.bounding_box()["height"] < 60 and not cancelled.locator("img").first.is_visible()
     assert "cancelled" in app.inner_text("#summary")
     assert not app.is_visible("#cancel")
 
@@ -343,15 +343,20 @@ def test_sliders_update_overlay_live(app):
         app.set_input_files("#files", [str(val_images(1)[0])])
         app.wait_for_selector("li.result[data-status=done]", timeout=TIMEOUT)
     item = app.locator("li.result[data-status=done]").first
-    pixels = ("(el) => { const c = el.querySelector('canvas.overlay');"
-              " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
-              ".reduce((a, b) => a + b, 0); }")
+    overlay = item.locator(".stack")
+    overlay.scroll_into_view_if_needed()
+    app.wait_for_function("(el) => [...el.querySelectorAll('img')].every((i) => i.complete && i.naturalWidth)",
+                          arg=overlay.element_handle())
     info = item.locator(".info").inner_text()
     app.get_by_label("Overlay opacity").fill("90")
     assert app.inner_text("#opacity-value") == "90%"
-    dark = item.evaluate(pixels)
+    shown = lambda: np.asarray(Image.open(io.BytesIO(overlay.screenshot())).convert("RGB"), np.int64)  # noqa: E731
+    strong = shown()
     app.get_by_label("Overlay opacity").fill("10")
-    assert item.evaluate(pixels) != dark
+    faint = shown()
+    # The lung layer is cyan: at 90% the overlay is far bluer-greener than at 10%.
+    tint = lambda rgb: float((rgb[..., 1] + rgb[..., 2] - 2 * rgb[..., 0]).mean())  # noqa: E731
+    assert tint(strong) > tint(faint) + 20, (tint(strong), tint(faint))
     app.get_by_label("Threshold").fill("0.05")
     app.wait_for_function("(t) => document.querySelector('li.result[data-status=done] .info').textContent !== t", arg=info)
     assert item.locator(".info").inner_text() != info
@@ -662,13 +667,15 @@ def test_streamlit_component_segments_once(browser, site, python_seg):
 
 # --- quality and warnings: Segmenter.analyze in the browser ---------------------------------
 
-RESULTS_JS = """(start) => window.lungsegApp.state.results.slice(start).map((r) => {
+RESULTS_JS = """async (start) => {   // each result, its mask (kept as runs) made full size
+  const { toMask } = await import('/js/runs.js');
   const b64 = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000)); return btoa(s); };
-  return { name: r.name, status: r.status, quality: r.quality, warnings: r.warnings, inverted: r.inverted,
-           mask: r.mask ? b64(r.mask) : null, width: r.width, height: r.height, areas: r.areas,
-           flagged: r.el.dataset.flagged, shown: r.el.querySelector('.quality').textContent,
-           listed: [...r.el.querySelectorAll('.warnings li')].map((li) => li.textContent) };
-})"""
+  return window.lungsegApp.state.results.slice(start).map((r) => ({
+    name: r.name, status: r.status, quality: r.quality, warnings: r.warnings, inverted: r.inverted,
+    mask: r.mask ? b64(toMask(r.mask)) : null, width: r.width, height: r.height, areas: r.areas,
+    flagged: r.el.dataset.flagged, shown: r.el.querySelector('.quality').textContent,
+    listed: [...r.el.querySelectorAll('.warnings li')].map((li) => li.textContent) }));
+}"""
 
 
 def _page_results(page, before):

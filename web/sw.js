@@ -17,7 +17,8 @@ const ISOLATION = {
 };
 const SHELL = ["./", "index.html", "css/style.css", "js/app.js", "js/segmenter.js", "js/engine.js", "js/worker.js",
   "js/decode.js", "js/rules.js", "js/words.js", "js/postprocess.js", "js/encode.js", "js/quality.js",
-  "js/measure.js", "js/results.js", "js/dicom.js", "js/serviceworker.js", "model/metadata.json",
+  "js/measure.js", "js/results.js", "js/dicom.js", "js/serviceworker.js", "js/resize.js", "js/runs.js",
+  "js/display.js", "js/outputs.js", "model/metadata.json",
   "model/model.json", "vendor/files.json"];
 
 async function listFiles() {

@@ -1,12 +1,14 @@
-// The LungSeg page: open X-rays, segment them in the browser (the model runs in a worker), show
-// and download the masks. Formats, limits, messages and the overlay come from vendor/rules.json.
-import { loadSegmenter } from "./segmenter.js";
+// The LungSeg page: open X-rays, segment them in the browser and show and download the masks.
+// The main thread holds only what a result takes to show and to download again: the model's
+// worker decodes, segments, measures and makes the display copies (thumbnails), and keeps
+// nothing; the page keeps each result's figures, its mask as runs, the model's working-size
+// output (for the threshold slider) and the file the user gave (read again for the overlay
+// download); a second worker makes the downloads and the zip, as a stream. Formats, limits,
+// messages and the overlay come from vendor/rules.json.
+import { loadSegmenter, outputWorker } from "./segmenter.js";
 import { acceptAttribute, formatG, loadRules } from "./rules.js";
 import { pageFormats } from "./decode.js";
-import { encodeGreyPng, encodeMaskPng, encodeRgbPng, makeZip } from "./encode.js";
-import { assess } from "./quality.js";
-import { lungAreas, sideLabels } from "./measure.js";
-import { manifestCsv, outputName, outputNames, overlayRgb } from "./results.js";
+import { manifestCsv, outputName, outputNames } from "./results.js";
 import { registerServiceWorker } from "./serviceworker.js";
 import { describeValidation, formatList } from "./words.js";
 
@@ -14,7 +16,7 @@ const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 const state = {
   rules: null, segmenter: null, results: [], queue: [], busy: false, nextId: 1, threshold: 0.5, opacity: 0.4,
-  batch: { total: 0, done: 0 },
+  batch: { total: 0, done: 0 }, stopCurrent: null, outputs: null, zip: null, reassessing: 0,
 };
 // For tests and benchmarks: the app's state, a promise that settles when the model is ready,
 // where the model runs and how many tensors it holds.
@@ -25,6 +27,7 @@ window.lungsegApp = {
 };
 
 const ZIP_NAME = "lungseg-results.zip";   // as the app names its zip
+const KINDS = ["mask", "overlay", "labels"];
 
 function formatMs(ms) { return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`; }
 
@@ -37,9 +40,15 @@ function applyRules(rules) {
   $("#drop-help").textContent = `Several at once are fine; up to ${formatG(rules.max_pixels / 1e6)} megapixels and ` +
     `${formatG(rules.max_file_bytes / 2 ** 20)} MB each, at least ${rules.min_side} pixels a side. ` +
     "16-bit images are stretched to 8 bits like the Python tool.";
-  state.opacity = rules.overlay.opacity;
   $("#opacity").value = String(Math.round(rules.overlay.opacity * 100));
+  setOpacity();
+}
+
+/** The overlay opacity of the slider, for the layers shown (CSS) and the overlay downloads. */
+function setOpacity() {
+  state.opacity = Number($("#opacity").value) / 100;
   $("#opacity-value").textContent = `${$("#opacity").value}%`;
+  $("#results").style.setProperty("--overlay-opacity", String(state.opacity));
 }
 
 async function init() {
@@ -79,12 +88,15 @@ function addFiles(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
   if (!state.busy && !state.queue.length) state.batch = { total: 0, done: 0 };
+  const items = document.createDocumentFragment();
   for (const file of files) {
     const result = { id: state.nextId++, name: file.name || `pasted-${state.nextId}.png`, file, status: "pending" };
     result.el = renderItem(result);
+    items.appendChild(result.el);
     state.results.push(result);
     state.queue.push(result);
   }
+  $("#results").appendChild(items);
   state.batch.total += files.length;
   updateSummary();
   pump();
@@ -101,7 +113,6 @@ function renderItem(result) {
     button.setAttribute("aria-label", `Download the ${what} of ${result.name} as PNG`);
     button.addEventListener("click", () => downloadOne(result, kind));
   }
-  $("#results").appendChild(el);
   return el;
 }
 
@@ -127,28 +138,42 @@ function setStatus(result, status) {
   result.el.dataset.status = status;
 }
 
+/** Segment one file in the worker; cancel() may end the wait at any point (then null). */
+function segmentInWorker(result) {
+  return new Promise((resolve, reject) => {
+    state.stopCurrent = () => resolve(null);
+    state.segmenter.processFile(result.file, state.threshold).then(resolve, reject);
+  }).finally(() => { state.stopCurrent = null; });
+}
+
 async function processOne(result) {
-  const el = result.el;
+  const el = result.el, threshold = state.threshold;
   setStatus(result, "segmenting");
   el.querySelector(".info").textContent = "segmenting…";
+  let out;
   try {
-    const out = await state.segmenter.segmentFile(result.file, state.threshold);
-    Object.assign(result, { width: out.width, height: out.height, imageData: out.imageData, note: out.note,
-      probability: out.probability, ms: out.ms, mask: out.mask, quality: out.quality, warnings: out.warnings,
-      imageWarnings: out.imageWarnings, inverted: out.inverted, spacing: out.spacing || null,
-      spacingSource: out.spacingSource || "", file: null });
-    drawResult(result);
-    el.querySelector(".pair").hidden = false;
-    el.querySelector(".actions").hidden = false;
-    setStatus(result, "done");
+    out = await segmentInWorker(result);
   } catch (err) {
+    if (err.name === "CancelledError") return;   // cancel() has marked it
     result.file = null;
     setStatus(result, "error");
     const decodeError = err.name === "ImageDecodeError";
     result.message = decodeError ? err.message : `${result.name}: could not segment: ${err.message || err}`;
     showFailure(result, result.message);
     if (!decodeError) console.warn(result.name, err);
+    return;
   }
+  if (!out || result.status !== "segmenting") return;   // cancelled meanwhile
+  Object.assign(result, { width: out.width, height: out.height, note: out.note, ms: out.ms, mask: out.mask,
+    working: out.working, quality: out.quality, warnings: out.warnings, imageWarnings: out.imageWarnings,
+    inverted: out.inverted, areas: out.areas, spacing: out.spacing || null, spacingSource: out.spacingSource || "",
+    thumb: out.thumb, threshold });
+  el.querySelector(".pair").hidden = false;
+  el.querySelector(".actions").hidden = false;
+  setStatus(result, "done");
+  showImages(result);
+  showFigures(result);
+  if (threshold !== state.threshold) reassessAll();   // the slider moved while it ran
 }
 
 /** One compact line: the message of rules.json, which starts with the file name (shown in bold). */
@@ -167,30 +192,30 @@ function showFailure(result, text) {
   }
 }
 
-function drawResult(result) {
-  const { el, width, height } = result;
-  const original = el.querySelector("canvas.original");
-  if (original.width !== width || original.height !== height) {
-    original.width = width; original.height = height;
-    original.getContext("2d").putImageData(result.imageData, 0, 0);
-    original.setAttribute("aria-label", `X-ray ${result.name}, ${width} by ${height} pixels`);
-  }
-  result.layer = result.layer || document.createElement("canvas");
-  const layer = result.layer;
-  layer.width = width; layer.height = height;
-  const ctx = layer.getContext("2d");
-  const paint = ctx.createImageData(width, height);
-  const d = paint.data, mask = result.mask, [red, green, blue] = state.rules.overlay.color;
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i]) { d[4 * i] = red; d[4 * i + 1] = green; d[4 * i + 2] = blue; d[4 * i + 3] = 255; }
-  }
-  ctx.putImageData(paint, 0, 0);
-  composite(result);
-  result.areas = lungAreas(mask, width, height, result.spacing);
+/** Point an <img> at a Blob (the URL of the Blob it showed before is released). */
+function showBlob(img, blob) {
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(blob);
+}
+
+/** The display copies (js/display.js): the X-ray's thumbnail, and over it the mask's layer at
+ *  the overlay's opacity (CSS, so the opacity slider costs nothing). */
+function showImages(result) {
+  const { el, width, height, thumb, name } = result;
+  const original = el.querySelector("img.original"), base = el.querySelector("img.overlay-base");
+  for (const img of [original, base, el.querySelector("img.layer")]) { img.width = thumb.width; img.height = thumb.height; }
+  showBlob(original, thumb.image);
+  base.src = original.src;
+  original.alt = `X-ray ${name}, ${width} by ${height} pixels`;
+  showBlob(el.querySelector("img.layer"), thumb.layer);
+}
+
+function showFigures(result) {
+  const { el, width, height, name } = result;
   const share = `${(result.areas.lung_fraction * 100).toFixed(1)}% of the image`;
   el.querySelector(".info").textContent = `${width}×${height} px · ${formatMs(result.ms)} on ` +
     `${state.segmenter.backendLabel} · lungs ${describeAreas(result.areas)}${result.note ? ` · ${result.note}` : ""}`;
-  el.querySelector("canvas.overlay").setAttribute("aria-label", `Lung overlay of ${result.name}: ${share} marked as lung`);
+  el.querySelector(".stack").setAttribute("aria-label", `Lung overlay of ${name}: ${share} marked as lung`);
   showQuality(result);
 }
 
@@ -217,16 +242,6 @@ function showQuality(result) {
   el.dataset.flagged = String(warnings.length > 0);
 }
 
-function composite(result) {
-  const overlay = result.el.querySelector("canvas.overlay");
-  overlay.width = result.width; overlay.height = result.height;
-  const ctx = overlay.getContext("2d");
-  ctx.drawImage(result.el.querySelector("canvas.original"), 0, 0);
-  ctx.globalAlpha = state.opacity;
-  ctx.drawImage(result.layer, 0, 0);
-  ctx.globalAlpha = 1;
-}
-
 function done() { return state.results.filter((r) => r.status === "done"); }
 function count(status) { return state.results.filter((r) => r.status === status).length; }
 
@@ -249,20 +264,29 @@ function updateSummary() {
       `${cancelled ? `, ${cancelled} cancelled` : ""}` +
       `${waiting ? `, ${waiting} waiting` : ""}.`
     : "No X-rays yet.";
-  $("#download-all").disabled = ok === 0;
+  $("#download-all").disabled = ok === 0 || Boolean(state.zip);
   $("#clear").disabled = state.results.length === 0 || waiting > 0;
 }
 
-/** Stop the batch: files not started are cancelled; the one being segmented finishes. */
+function markCancelled(result) {
+  result.file = null;
+  setStatus(result, "cancelled");
+  result.el.querySelector(".info").textContent = "cancelled";
+}
+
+/** Stop the batch at once: files not started and the one being segmented are cancelled (the
+ *  worker drops it at its next step); results so far stay. */
 function cancel() {
-  for (const result of state.queue.splice(0)) {
-    result.file = null;
-    setStatus(result, "cancelled");
-    result.el.querySelector(".info").textContent = "cancelled";
+  for (const result of state.queue.splice(0)) markCancelled(result);
+  const current = state.results.find((r) => r.status === "segmenting");
+  if (current) {
+    state.segmenter.cancel();
+    markCancelled(current);
+    state.stopCurrent?.();
   }
-  state.batch.total = state.batch.done + (state.busy ? 1 : 0);
+  state.batch.total = state.batch.done + (current ? 1 : 0);
   updateSummary();
-  updateProgress(state.results.find((r) => r.status === "segmenting") || null);
+  updateProgress(null);
 }
 
 function save(blob, name) {
@@ -273,13 +297,10 @@ function save(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-/** One output of a segmented file, as PNG bytes: mask (0/255), overlay or side labels (1 = the
- *  patient's right lung, 2 = left, as `lungseg predict --labels`). */
-function outputPng(result, kind) {
-  const { mask, width, height } = result;
-  if (kind === "mask") return encodeMaskPng(mask, width, height);
-  if (kind === "labels") return encodeGreyPng(sideLabels(mask, width, height), width, height);
-  return encodeRgbPng(overlayRgb(result.imageData.data, mask, state.opacity, state.rules.overlay.color), width, height);
+/** The worker that makes downloads (started on first use, again after a zip was cancelled). */
+function outputs() {
+  state.outputs = state.outputs || outputWorker();
+  return state.outputs;
 }
 
 /** The files the zip holds (segmented and failed), each with the name its outputs get. */
@@ -289,26 +310,81 @@ function zipped() {
   return listed.map((result, i) => ({ result, out: names[i] }));
 }
 
-function downloadOne(result, kind) {
+const overlaySettings = () => ({ opacity: state.opacity, color: state.rules.overlay.color });
+
+/** One output of a segmented file as PNG, made in the worker at the X-ray's own size: mask
+ *  (0/255), overlay or side labels (1 = the patient's right lung, 2 = left, as `lungseg predict --labels`). */
+async function downloadOne(result, kind) {
   const out = zipped().find((z) => z.result === result).out;
-  save(new Blob([outputPng(result, kind)], { type: "image/png" }), outputName(state.rules, out, kind));
+  try {
+    const pngs = await outputs().outputs({ file: result.file, mask: result.mask, kinds: [kind], overlay: overlaySettings() });
+    save(new Blob([pngs[kind]], { type: "image/png" }), outputName(state.rules, out, kind));
+  } catch (err) {
+    zipStatus(`${outputName(state.rules, out, kind)} could not be made: ${err.message || err}`);
+  }
+}
+
+function zipStatus(text, running = false) {
+  $("#zip-status").textContent = text;
+  $("#zip-cancel").hidden = !running;
 }
 
 /** Everything as one zip laid out like `lungseg predict --labels`'s output folder: each file's
  *  NAME.mask.png, NAME.overlay.png, NAME.labels.png, and manifest.csv (a row per file, failed
- *  ones too). */
-function downloadAll() {
-  const entries = [], rows = [];
+ *  ones too). Written by the worker as a stream, one X-ray at a time; Cancel zip stops it. */
+async function downloadAll() {
+  if (state.zip) return;
+  const items = [], rows = [];
   for (const { result: r, out } of zipped()) {
     if (r.status === "error") { rows.push({ input: r.name, status: "error", message: r.message }); continue; }
-    const names = Object.fromEntries(["mask", "overlay", "labels"].map((k) => [k, outputName(state.rules, out, k)]));
-    for (const kind of ["mask", "overlay", "labels"]) entries.push({ name: names[kind], data: outputPng(r, kind) });
-    rows.push({ input: r.name, status: "ok", mask: names.mask, overlay: names.overlay, labels: names.labels, width: r.width, height: r.height,
+    const names = Object.fromEntries(KINDS.map((k) => [k, outputName(state.rules, out, k)]));
+    items.push({ file: r.file, mask: r.mask, names });
+    rows.push({ input: r.name, status: "ok", ...names, width: r.width, height: r.height,
       ...r.areas, spacing_source: r.spacingSource || "", quality: r.quality,
       warnings: r.warnings.map((w) => w.code).join(" "), message: r.warnings.map((w) => w.message).join(" ") });
   }
-  entries.push({ name: state.rules.outputs.manifest, data: new TextEncoder().encode(manifestCsv(state.rules, rows)) });
-  save(makeZip(entries), ZIP_NAME);
+  const job = state.zip = { cancelled: false };
+  updateSummary();
+  zipStatus(`Writing the zip: 0 of ${items.length} X-rays`, true);
+  try {
+    const blob = await outputs().zip({ items, manifest: manifestCsv(state.rules, rows),
+      manifestName: state.rules.outputs.manifest, overlay: overlaySettings() },
+    (finished, total) => zipStatus(`Writing the zip: ${finished} of ${total} X-rays`, true));
+    save(blob, ZIP_NAME);
+    zipStatus(`${ZIP_NAME}: ${(blob.size / 1e6).toFixed(1)} MB`);
+  } catch (err) {
+    zipStatus(job.cancelled ? "Zip cancelled." : `The zip could not be written: ${err.message || err}`);
+  } finally {
+    state.zip = null;
+    updateSummary();
+  }
+}
+
+/** Stop writing the zip: its worker is ended (a new one starts for the next download). */
+function cancelZip() {
+  if (!state.zip) return;
+  state.zip.cancelled = true;
+  state.outputs?.terminate();
+  state.outputs = null;
+}
+
+/** Recompute mask, quality and mask warnings of every result at the slider's threshold, one at a
+ *  time in the worker (the image's warnings and the inversion decision are kept); a newer move
+ *  of the slider takes over. */
+async function reassessAll() {
+  const run = ++state.reassessing;
+  for (const r of done()) {
+    const threshold = state.threshold;
+    if (run !== state.reassessing) return;
+    if (r.threshold === threshold) continue;
+    const a = await state.segmenter.reassess({ working: r.working, width: r.width, height: r.height,
+      spacing: r.spacing, threshold });
+    if (r.status !== "done") continue;
+    Object.assign(r, { mask: a.mask, quality: a.quality, warnings: [...r.imageWarnings, ...a.warnings], areas: a.areas, threshold });
+    showBlob(r.el.querySelector("img.layer"), a.layer);
+    showFigures(r);
+    updateSummary();
+  }
 }
 
 let pending = 0;
@@ -316,14 +392,19 @@ function onThreshold() {
   state.threshold = Number($("#threshold").value);
   $("#threshold-value").textContent = state.threshold.toFixed(2);
   cancelAnimationFrame(pending);
-  pending = requestAnimationFrame(() => {
-    for (const r of done()) {   // the image's warnings and the inversion decision are kept
-      const a = assess(state.rules, state.segmenter.meta, r.probability, r.width, r.height, state.threshold);
-      Object.assign(r, { mask: a.mask, quality: a.quality, warnings: [...r.imageWarnings, ...a.warnings], threshold: state.threshold });
-      drawResult(r);
-    }
-    updateSummary();
-  });
+  pending = requestAnimationFrame(reassessAll);
+}
+
+/** Remove finished results, releasing their display copies. */
+function clear() {
+  const kept = [];
+  for (const r of state.results) {
+    if (r.status === "pending" || r.status === "segmenting") { kept.push(r); continue; }
+    for (const img of r.el.querySelectorAll("img.original, img.layer")) if (img.src) URL.revokeObjectURL(img.src);
+  }
+  state.results = kept;
+  $("#results").replaceChildren(...kept.map((r) => r.el));
+  updateSummary();
 }
 
 function wire() {
@@ -337,11 +418,7 @@ function wire() {
   document.addEventListener("dragover", (e) => e.preventDefault());
   document.addEventListener("drop", (e) => { e.preventDefault(); if (!drop.contains(e.target)) addFiles(e.dataTransfer.files); });
   document.addEventListener("paste", (e) => { if (e.clipboardData?.files?.length) addFiles(e.clipboardData.files); });
-  $("#opacity").addEventListener("input", () => {
-    state.opacity = Number($("#opacity").value) / 100;
-    $("#opacity-value").textContent = `${$("#opacity").value}%`;
-    for (const r of done()) composite(r);
-  });
+  $("#opacity").addEventListener("input", setOpacity);
   $("#threshold").addEventListener("input", onThreshold);
   $("#threshold-reset").addEventListener("click", () => {
     if (!state.segmenter) return;
@@ -349,12 +426,9 @@ function wire() {
     onThreshold();
   });
   $("#download-all").addEventListener("click", downloadAll);
+  $("#zip-cancel").addEventListener("click", cancelZip);
   $("#cancel").addEventListener("click", cancel);
-  $("#clear").addEventListener("click", () => {
-    state.results = state.results.filter((r) => r.status === "pending" || r.status === "segmenting");
-    $("#results").replaceChildren(...state.results.map((r) => r.el));
-    updateSummary();
-  });
+  $("#clear").addEventListener("click", clear);
 }
 
 /** Offline use and, on hosts without isolation headers, threads (js/serviceworker.js): the page

@@ -1,5 +1,6 @@
-// Mask, labels and overlay PNGs (fast-png) and the zip of results (fflate), from the vendored libraries.
-import { zipSync } from "../vendor/fflate.js";
+// Mask, labels and overlay PNGs (fast-png) and the zip of results (fflate's streaming Zip), from
+// the vendored libraries.
+import { Zip, ZipPassThrough } from "../vendor/fflate.js";
 import { encode } from "../vendor/fast-png/index.js";
 
 /** 8-bit grey values of width x height -> PNG bytes, as they are (e.g. side labels 0/1/2). */
@@ -12,13 +13,37 @@ export function encodeRgbPng(data, width, height) {
   return encode({ width, height, data, channels: 3, depth: 8 });
 }
 
-/** A 0/1 (or 0..255) mask of width x height -> PNG bytes, 8-bit grey, nonzero -> 255. */
-export function encodeMaskPng(mask, width, height) {
-  return encodeGreyPng(Uint8Array.from(mask, (v) => (v ? 255 : 0)), width, height);
-}
+/** A zip written as it goes: stored entries (PNGs are already compressed), the bytes moved into
+ *  Blob parts after each entry, so the zip never sits in this thread's memory whole. */
+export class ZipWriter {
+  constructor(date = new Date()) {
+    this.date = date;
+    this.chunks = [];
+    this.parts = [];
+    this.zip = new Zip((err, chunk) => {
+      if (err) throw err;
+      this.chunks.push(chunk);
+    });
+  }
 
-/** [{name, data: Uint8Array}] -> a zip Blob (stored entries: PNGs are already compressed). */
-export function makeZip(entries, date = new Date()) {
-  const files = Object.fromEntries(entries.map(({ name, data }) => [name, [data, { level: 0, mtime: date }]]));
-  return new Blob([zipSync(files)], { type: "application/zip" });
+  /** Add one file (Uint8Array) under `name`. */
+  add(name, data) {
+    const entry = new ZipPassThrough(name);
+    entry.mtime = this.date;
+    this.zip.add(entry);
+    entry.push(data, true);
+    this.flush();
+  }
+
+  flush() {
+    if (this.chunks.length) this.parts.push(new Blob(this.chunks));
+    this.chunks = [];
+  }
+
+  /** The whole zip as a Blob. */
+  finish() {
+    this.zip.end();
+    this.flush();
+    return new Blob(this.parts, { type: "application/zip" });
+  }
 }

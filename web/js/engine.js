@@ -2,18 +2,32 @@
 // TF.js, pick a backend, load the exported graph model, run it. js/segmenter.js runs this in a
 // module worker (js/worker.js) by default, so the page stays responsive.
 //
+// The model runs at its working size, as lungseg.Segmenter does: the X-ray is resized to the
+// model's input size here (js/resize.js, equal to the graph's first resize) and the graph is cut
+// before its last resize to the input's size, so what it returns is small whatever the X-ray's
+// size; full-size masks and figures are made from that a row at a time (js/postprocess.js).
+//
 // Relative modelUrl values are resolved against web/ (this module's parent folder), as are the
 // vendored files (web/vendor/). Nothing about the model is written here: threshold, clean-up and
 // sizes come from the model's metadata.json.
 import { decodeImage } from "./decode.js";
-import { toMask } from "./postprocess.js";
-import { analyze } from "./quality.js";
+import { THUMB_SIDE, imageThumbnail, maskLayer, thumbSize } from "./display.js";
+import { lungAreas } from "./measure.js";
+import { HEAD_OPS, ProbabilityMap, toMask } from "./postprocess.js";
+import { analyze, assess } from "./quality.js";
+import { resizeInput } from "./resize.js";
 import { loadRules } from "./rules.js";
+import * as runs from "./runs.js";
 
 const WEB_ROOT = new URL("../", import.meta.url);
 const VENDOR = new URL("vendor/", WEB_ROOT);
 const BACKENDS = ["webgpu", "webgl", "wasm", "cpu"];
 const ON_GPU = new Set(["webgpu", "webgl"]);
+
+/** A file the page stopped segmenting (js/segmenter.js cancel()). */
+export class CancelledError extends Error {
+  constructor() { super("cancelled"); this.name = "CancelledError"; }
+}
 
 /** Run a vendored UMD script (it sets globalThis.tf). */
 async function loadVendor(name) {
@@ -101,9 +115,48 @@ function userNote(requested, used, where) {
   return null;
 }
 
+/** The graph's resize attributes must be TensorFlow's half-pixel bilinear resize, which
+ *  js/resize.js computes. */
+function checkResize(node) {
+  const attr = node.attr || {};
+  if (!attr.half_pixel_centers?.b || attr.align_corners?.b) {
+    throw new Error(`${node.name}: only bilinear resizes with half-pixel centres can run at the working size`);
+  }
+}
+
+/**
+ * Where the graph (model.json) is cut, as lungseg.inference.split_at_working_size cuts
+ * the Keras model: `input`, the first resize (fed the X-ray resized by js/resize.js), `output`,
+ * what the last resize (to the input's size) reads, and `head`, the ops after it (e.g. Sigmoid).
+ */
+export function workingSizeCut({ modelTopology: topology, signature }) {
+  const nodes = new Map(topology.node.map((n) => [n.name, n]));
+  const outputName = Object.values(signature.outputs)[0].name;
+  const source = (name) => nodes.get(name.replace(/^\^/, "").split(":")[0]);
+  const image = topology.node.find((n) => n.op === "Placeholder");
+  const first = topology.node.find((n) => n.op === "ResizeBilinear" && source(n.input[0]) === image);
+  if (!first) throw new Error("the model does not start with a bilinear resize of its input");
+  const head = [];
+  let node = source(outputName);
+  while (node && node.op !== "ResizeBilinear") {
+    if (!HEAD_OPS.includes(node.op)) throw new Error(`the model ends with ${node.op} after its last resize, which the page cannot apply`);
+    head.unshift(node.op);
+    node = source(node.input[0]);
+  }
+  if (!node || node === first) throw new Error("the model has no resize to its input's size");
+  checkResize(first); checkResize(node);
+  return { input: first.name, output: node.input[0], head };
+}
+
+/** Let messages queued for this thread run (a cancel), then stop if `cancelled()` says so. */
+async function checkpoint(cancelled) {
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  if (cancelled()) throw new CancelledError();
+}
+
 /**
  * Load the model and pick a backend (see js/segmenter.js for the options). Resolves to
- * {info, segment, segmentFile, mask, numTensors, dispose}; info holds backend, backendLabel,
+ * {info, segment, segmentFile, processFile, reassess, cancel, mask, numTensors, dispose}; info holds backend, backendLabel,
  * notes (raw, for developers), runsOn and userNote (plain words), meta, modelUrl and loadMs.
  * cores: the page's navigator.hardwareConcurrency (a worker passes its page's), for wasmThreads.
  */
@@ -117,22 +170,23 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
   const tf = globalThis.tf;
   const order = backend === "auto" ? BACKENDS : [backend, ...BACKENDS.filter((b) => b !== backend)];
   const notes = [];
-  let model = null, used = null, runAsync = false;
+  const size = meta.input_size || 256;
+  let model = null, used = null, runAsync = false, cut = null;
   for (const name of order) {
     const reason = backend === "auto" ? await autoSkipReason(name) : null;
     if (reason) { notes.push(`${name} skipped: ${reason}`); continue; }
     try {
       await prepareBackend(tf, name, wasmThreads(cores, globalThis.crossOriginIsolated));
       model = model || await tf.loadGraphModel(new URL("model.json", base).href);
-      const size = meta.input_size || 256;   // warm-up: compiles kernels, allocates memory
-      const zeros = tf.zeros([1, size, size, 3]);
+      cut = cut || workingSizeCut(await (await fetch(new URL("model.json", base))).json());
+      const zeros = { [cut.input]: tf.zeros([1, size, size, 3]) };   // warm-up: compiles kernels, allocates memory
       try {
-        tf.tidy(() => model.execute(zeros)).dispose();
-      } catch (err) {   // a backend that cannot read the dynamic output size synchronously
-        (await model.executeAsync(zeros)).dispose();
+        tf.tidy(() => model.execute(zeros, cut.output)).dispose();
+      } catch (err) {   // a backend that cannot run the graph synchronously
+        (await model.executeAsync(zeros, cut.output)).dispose();
         runAsync = true;
       } finally {
-        zeros.dispose();
+        zeros[cut.input].dispose();
       }
       used = name;
       break;
@@ -151,21 +205,30 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     meta, modelUrl: base.href, loadMs: performance.now() - started,
   };
   const postprocess = meta.postprocess || {};
+  let generation = 0;   // cancel() moves it on: a file started under an older one stops
+
+  /** RGBA pixels (width x height) -> {map: ProbabilityMap (the model's output at its working size,
+   *  full-size rows on demand), ms}; `invert`: of the negative. */
+  async function runWorking(rgba, width, height, invert = false) {
+    const t0 = performance.now();
+    const input = tf.tensor4d(resizeInput(rgba, width, height, size, invert), [1, size, size, 3]);
+    let output;
+    try {
+      const feed = { [cut.input]: input };
+      output = runAsync ? await model.executeAsync(feed, cut.output) : tf.tidy(() => model.execute(feed, cut.output));
+    } finally {
+      input.dispose();
+    }
+    const [, workHeight, workWidth] = output.shape;
+    let values;
+    try { values = await output.data(); } finally { output.dispose(); }
+    return { map: new ProbabilityMap(values, workWidth, workHeight, width, height, cut.head), ms: performance.now() - t0 };
+  }
 
   /** ImageData (or {data, width, height}) -> {probability: Float32Array(H*W), width, height, ms}. */
   async function segment(image) {
-    const t0 = performance.now();
-    const pixels = tf.tidy(() => tf.browser.fromPixels(image, 3).toFloat().expandDims(0));
-    let output;
-    try {
-      output = runAsync ? await model.executeAsync(pixels) : tf.tidy(() => model.execute(pixels));
-    } finally {
-      pixels.dispose();
-    }
-    const [, height, width] = output.shape;
-    let probability;
-    try { probability = await output.data(); } finally { output.dispose(); }
-    return { probability, width, height, ms: performance.now() - t0 };
+    const { map, ms } = await runWorking(image.data, image.width, image.height);
+    return { probability: map.full(), width: image.width, height: image.height, ms };
   }
 
   /** Probability -> Uint8Array 0/1 mask: threshold, then the model's clean-up from metadata. */
@@ -173,21 +236,57 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     return toMask(probability, width, height, threshold, postprocess);
   }
 
+  /** Decode, segment and analyze a file (Segmenter.analyze): the decoded image's fields and
+   *  analyze()'s, ms (model) and qualityMs; stops with CancelledError after cancel(). */
+  async function analyzeFile(file, threshold) {
+    const started = generation, cancelled = () => generation !== started;
+    const [decoded, rules] = await Promise.all([decodeImage(file), loadRules()]);
+    await checkpoint(cancelled);
+    const { width, height } = decoded, rgba = decoded.imageData.data;
+    const out = await runWorking(rgba, width, height);
+    await checkpoint(cancelled);
+    const t0 = performance.now();
+    const inverse = async () => (await runWorking(rgba, width, height, true)).map;
+    const analysis = await analyze(rules, meta, rgba, width, height, out.map, inverse,
+      { threshold, headerWarnings: decoded.warnings });
+    return { decoded, analysis, ms: out.ms, qualityMs: performance.now() - t0 };
+  }
+
+  /** What the page keeps of a mask: runs, areas and the display layer. */
+  async function maskFigures(mask, spacing, thumb, rules) {
+    return { mask, areas: lungAreas(mask, spacing), layer: await maskLayer(mask, thumb, rules.overlay.color) };
+  }
+
   return {
     info, segment, mask,
-    /** A file -> {imageData, width, height, note, probability, ms (model), mask, quality, warnings,
+    /** A file -> {mask (Uint8Array 0/1), width, height, note, ms (model), quality, warnings,
      *  imageWarnings, inverted, features, qualityMs (checks, and the inverted run if tried), and a
      *  DICOM's spacing}: Segmenter.analyze (js/quality.js). ImageDecodeError for a bad file. */
     async segmentFile(file, threshold = meta.threshold) {
-      const [decoded, rules] = await Promise.all([decodeImage(file), loadRules()]);
-      const { width, height } = decoded, rgba = decoded.imageData.data;
-      const out = await segment(decoded.imageData);
-      const t0 = performance.now();
-      const rerun = async (pixels) => (await segment(new ImageData(pixels, width, height))).probability;
-      const analysis = await analyze(rules, meta, rgba, width, height, out.probability, rerun,
-        { threshold, headerWarnings: decoded.warnings });
-      return { ...decoded, ...analysis, ms: out.ms, qualityMs: performance.now() - t0 };
+      const { decoded: { imageData, ...decoded }, analysis: { map, ...analysis }, ms, qualityMs } = await analyzeFile(file, threshold);
+      return { ...decoded, ...analysis, mask: runs.toMask(analysis.mask), ms, qualityMs };
     },
+    /** A file -> what the page keeps (no full-size pixels): the figures of segmentFile with the
+     *  mask as runs, its areas, `working` (the model's output at its working size, for another
+     *  threshold) and `thumb` ({image, layer}: JPEG and PNG Blobs, thumbSize(width, height)). */
+    async processFile(file, threshold = meta.threshold) {
+      const { decoded: { imageData, ...decoded }, analysis: { map, ...analysis }, ms, qualityMs } = await analyzeFile(file, threshold);
+      const rules = await loadRules(), thumb = thumbSize(decoded.width, decoded.height, THUMB_SIDE);
+      const image = await imageThumbnail(imageData, thumb);
+      const { layer, ...figures } = await maskFigures(analysis.mask, decoded.spacing, thumb, rules);
+      const working = { values: map.values.slice(), width: map.workWidth, height: map.workHeight };
+      return { ...decoded, ...analysis, ...figures, working, thumb: { ...thumb, image, layer }, ms, qualityMs };
+    },
+    /** Another threshold for a kept result ({working, width, height, spacing, threshold}): the mask
+     *  (runs), quality, mask warnings, areas and layer (at thumbSize) of that threshold. */
+    async reassess({ working, width, height, spacing = null, threshold }) {
+      const rules = await loadRules();
+      const map = new ProbabilityMap(working.values, working.width, working.height, width, height, cut.head);
+      const { mask, quality, warnings } = assess(rules, meta, map, threshold);
+      return { quality, warnings, ...(await maskFigures(mask, spacing, thumbSize(width, height, THUMB_SIDE), rules)) };
+    },
+    /** Stop the file being segmented (it rejects with CancelledError at its next step). */
+    cancel() { generation++; },
     numTensors: () => tf.memory().numTensors,
     dispose() { if (model) { model.dispose(); model = null; } },
   };

@@ -1,32 +1,43 @@
 // What a mask measures, as lungseg/measure.py: lung area as fractions of the image per side, and
-// in cm² when a DICOM gives the pixel spacing; the mask labelled by side.
-import { label8 } from "./postprocess.js";
+// in cm² when a DICOM gives the pixel spacing; the mask labelled by side. Masks are runs
+// (js/runs.js).
+import * as runs from "./runs.js";
 
-/** measure.side_labels: 1 = the patient's right lung (image left), 2 = the left lung. Each
- *  8-connected region goes to the side its centre lies on; one region (or none) is split at
- *  the image's vertical midline. */
-export function sideLabels(mask, width, height) {
-  const { labels, areas } = label8(mask, width, height);
-  const out = new Uint8Array(mask.length);
-  if (areas.length - 1 >= 2) {
-    const xs = new Float64Array(areas.length);
-    for (let i = 0; i < mask.length; i++) if (labels[i]) xs[labels[i]] += i % width;
-    const side = Array.from(xs, (sum, l) => (sum / areas[l] < (width - 1) / 2 ? 1 : 2));
-    for (let i = 0; i < mask.length; i++) if (labels[i]) out[i] = side[labels[i]];
+/** measure.side_labels as two runs: `right` (1, the patient's right lung, image left) and `left`
+ *  (2). Each 8-connected region goes to the side its centre lies on (decided in exact integers);
+ *  one region (or none) is split at the image's vertical midline. */
+export function sides(mask) {
+  const { width, height } = mask, regions = runs.label(mask);
+  const right = new runs.RunsBuilder(width, height), left = new runs.RunsBuilder(width, height);
+  if (regions.areas.length - 1 >= 2) {
+    const columns = new Float64Array(regions.areas.length);   // sums of x: exact below 2^53
+    runs.forEachRun(mask, (y, x0, x1, i) => { columns[regions.labels[i]] += ((x0 + x1 - 1) * (x1 - x0)) / 2; });
+    runs.forEachRun(mask, (y, x0, x1, i) => {
+      const l = regions.labels[i];
+      (2 * columns[l] < (width - 1) * regions.areas[l] ? right : left).push(y, x0, x1);
+    });
   } else {
     const half = Math.floor(width / 2);
-    for (let i = 0; i < mask.length; i++) if (mask[i]) out[i] = i % width < half ? 1 : 2;
+    runs.forEachRun(mask, (y, x0, x1) => {
+      if (x0 < half) right.push(y, x0, Math.min(x1, half));
+      if (x1 > half) left.push(y, Math.max(x0, half), x1);
+    });
   }
+  return { right: right.done(), left: left.done() };
+}
+
+/** measure.side_labels: a Uint8Array of width x height, 1 = the patient's right lung, 2 = left. */
+export function sideLabels(mask) {
+  const { right, left } = sides(mask), out = runs.toMask(right);
+  runs.forEachRun(left, (y, x0, x1) => out.fill(2, y * mask.width + x0, y * mask.width + x1));
   return out;
 }
 
 /** measure.lung_areas: {lung_fraction, image_left_fraction, image_right_fraction}, and with
  *  `spacing` ([row, column] mm per pixel) lung_cm2, image_left_cm2, image_right_cm2. */
-export function lungAreas(mask, width, height, spacing = null) {
-  const sides = sideLabels(mask, width, height);
-  let total = 0, left = 0;
-  for (let i = 0; i < sides.length; i++) { if (sides[i]) total++; if (sides[i] === 1) left++; }
-  const pixels = width * height;
+export function lungAreas(mask, spacing = null) {
+  const { right } = sides(mask), total = runs.area(mask), left = runs.area(right);
+  const pixels = mask.width * mask.height;
   const areas = { lung_fraction: total / pixels, image_left_fraction: left / pixels, image_right_fraction: (total - left) / pixels };
   if (spacing) {
     const cm2 = (spacing[0] * spacing[1]) / 100;

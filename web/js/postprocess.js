@@ -1,97 +1,130 @@
-// Mask clean-up, the same rule as lungseg/postprocess.py (scipy.ndimage):
-// threshold, keep the N largest 8-connected regions (ties: the region met first in raster
-// order), then fill holes (background not 4-connected to the image border becomes lung).
+// From the model's output to the final mask, the rule of lungseg/postprocess.py: threshold, keep
+// the N largest 8-connected regions (ties: the region met first in raster order), fill holes
+// (background not 4-connected to the image border becomes lung). The probability is kept at the
+// model's working size (ProbabilityMap) and made at full size a row at a time, as the graph's own
+// bilinear resize would make it; masks are runs (js/runs.js), never full-size label images.
+import { resizeTaps } from "./resize.js";
+import * as runs from "./runs.js";
 
-/** probability (Float32Array) >= threshold -> Uint8Array 0/1. The threshold is rounded to
- *  float32 first, as NumPy 2 compares a float32 array with a Python float. */
-export function threshold(probability, t) {
-  const tf32 = Math.fround(t);
-  const mask = new Uint8Array(probability.length);
-  for (let i = 0; i < probability.length; i++) mask[i] = probability[i] >= tf32 ? 1 : 0;
-  return mask;
-}
+const f = Math.fround;
+const UNCERTAIN = [0.1, 0.9];   // quality.py: probabilities between these count as undecided
+const HEADS = { Sigmoid: (v) => f(1 / (1 + Math.exp(-v))), Identity: null };
 
-/** Label 8-connected regions of a 0/1 mask in raster order: {labels: Int32Array, areas: number[]}. */
-export function label8(mask, width, height) {
-  const labels = new Int32Array(mask.length);
-  const areas = [0];
-  const stack = new Int32Array(mask.length);
-  let next = 0;
-  for (let start = 0; start < mask.length; start++) {
-    if (!mask[start] || labels[start]) continue;
-    next += 1;
-    let top = 0, area = 0;
-    stack[top++] = start;
-    labels[start] = next;
-    while (top) {
-      const p = stack[--top];
-      area++;
-      const x = p % width, y = (p - x) / width;
-      for (let dy = -1; dy <= 1; dy++) {
-        const yy = y + dy;
-        if (yy < 0 || yy >= height) continue;
-        for (let dx = -1; dx <= 1; dx++) {
-          const xx = x + dx;
-          if (xx < 0 || xx >= width) continue;
-          const q = yy * width + xx;
-          if (mask[q] && !labels[q]) { labels[q] = next; stack[top++] = q; }
+/** Ops the page can apply after the graph's last resize (the model's head), by TF op name. */
+export const HEAD_OPS = Object.keys(HEADS);
+
+/**
+ * One image's lung probability, held as the model's output at its working size: `values`
+ * (workHeight x workWidth float32) is what the graph resizes to the image's width x height
+ * before its last ops `head` (e.g. ["Sigmoid"]). Full-size rows equal the graph's: its bilinear
+ * resize (lungseg.layers.resize_taps, float32), then the head.
+ */
+export class ProbabilityMap {
+  constructor(values, workWidth, workHeight, width, height, head = []) {
+    Object.assign(this, { values, workWidth, workHeight, width, height, head });
+    this.rows = resizeTaps(workHeight, height);
+    this.ops = head.map((op) => HEADS[op]).filter(Boolean);
+    this.buffer = new Float32Array(width);
+  }
+
+  /** Every working row resized along the columns once, as the graph's resize does first. */
+  across() {
+    if (!this.acrossRows) {
+      const { values, workWidth, workHeight, width } = this, cols = resizeTaps(workWidth, width);
+      const out = new Float32Array(workHeight * width);
+      for (let r = 0; r < workHeight; r++) {
+        for (let x = 0; x < width; x++) {
+          const lower = values[r * workWidth + cols.lower[x]], upper = values[r * workWidth + cols.upper[x]];
+          out[r * width + x] = f(lower + f(f(upper - lower) * cols.weight[x]));
         }
       }
+      this.acrossRows = out;
     }
-    areas.push(area);
+    return this.acrossRows;
   }
-  return { labels, areas };
-}
 
-/** Keep the `keep` largest 8-connected regions (keep = 0: all). Returns a new mask.
- *  `labelled`: label8 of the mask, when the caller has it already. */
-export function keepLargest(mask, width, height, keep, labelled = null) {
-  if (!keep) return mask.slice();
-  const { labels, areas } = labelled || label8(mask, width, height);
-  const count = areas.length - 1;
-  if (count <= keep) return mask.slice();
-  const order = Array.from({ length: count }, (_, i) => i + 1)
-    .sort((a, b) => (areas[b] - areas[a]) || (a - b));   // stable: ties keep raster order
-  const kept = new Uint8Array(count + 1);
-  for (const l of order.slice(0, keep)) kept[l] = 1;
-  const out = new Uint8Array(mask.length);
-  for (let i = 0; i < mask.length; i++) out[i] = kept[labels[i]];
-  return out;
-}
-
-/** scipy.ndimage.binary_fill_holes: background not 4-connected to the border is filled. */
-export function fillHoles(mask, width, height) {
-  const outside = new Uint8Array(mask.length);
-  const stack = new Int32Array(mask.length);
-  let top = 0;
-  const seed = (p) => { if (!mask[p] && !outside[p]) { outside[p] = 1; stack[top++] = p; } };
-  for (let x = 0; x < width; x++) { seed(x); seed((height - 1) * width + x); }
-  for (let y = 0; y < height; y++) { seed(y * width); seed(y * width + width - 1); }
-  while (top) {
-    const p = stack[--top];
-    const x = p % width;
-    if (x > 0) seed(p - 1);
-    if (x < width - 1) seed(p + 1);
-    if (p >= width) seed(p - width);
-    if (p < mask.length - width) seed(p + width);
+  /** Full-size probabilities of row y, columns [x0, x1) (a view, valid until the next call). */
+  row(y, x0 = 0, x1 = this.width) {
+    const across = this.across(), width = this.width, out = this.buffer;
+    const upper = this.rows.lower[y] * width, lower = this.rows.upper[y] * width, w = this.rows.weight[y];
+    for (let x = x0; x < x1; x++) {
+      const a = across[upper + x];
+      let v = f(a + f(f(across[lower + x] - a) * w));
+      for (const op of this.ops) v = op(v);
+      out[x - x0] = v;
+    }
+    return out.subarray(0, x1 - x0);
   }
-  const out = new Uint8Array(mask.length);
-  for (let i = 0; i < mask.length; i++) out[i] = outside[i] ? 0 : 1;
-  return out;
+
+  /** The full-size Float32Array (only when asked for: 4 bytes per pixel). */
+  full() {
+    const out = new Float32Array(this.width * this.height);
+    for (let y = 0; y < this.height; y++) out.set(this.row(y), y * this.width);
+    return out;
+  }
 }
 
-/** The card's clean-up ({keep_largest, fill_holes}) of a thresholded map (`labelled`: its label8). */
-export function cleanMask(raw, width, height, postprocess = {}, labelled = null) {
-  let mask = raw;
-  if (postprocess.keep_largest) mask = keepLargest(mask, width, height, postprocess.keep_largest, labelled);
-  if (postprocess.fill_holes) mask = fillHoles(mask, width, height);
-  return mask;
+/** A full-size probability map (Float32Array of width x height) with ProbabilityMap's rows. */
+export class FullMap {
+  constructor(values, width, height) {
+    if (values.length !== width * height) throw new Error(`probability has ${values.length} values, expected ${width}x${height}`);
+    Object.assign(this, { values, width, height });
+  }
+
+  row(y, x0 = 0, x1 = this.width) { return this.values.subarray(y * this.width + x0, y * this.width + x1); }
 }
 
-/** The full rule: threshold, then the card's clean-up ({keep_largest, fill_holes}). */
+/** map >= t as runs, with what quality.features reads of the map on the way (one pass): the total
+ *  probability, the undecided pixels (compared as doubles) and each run's sum of probabilities.
+ *  The threshold is rounded to float32 first, as NumPy 2 compares a float32 array with a float. */
+export function thresholdRuns(map, t) {
+  const tf32 = f(t), { width, height } = map, builder = new runs.RunsBuilder(width, height);
+  const sums = [];
+  let total = 0, undecided = 0;
+  for (let y = 0; y < height; y++) {
+    const row = map.row(y);
+    let start = -1, sum = 0;
+    for (let x = 0; x < width; x++) {
+      const p = row[x];
+      total += p;
+      if (p > UNCERTAIN[0] && p < UNCERTAIN[1]) undecided++;
+      if (p >= tf32) {
+        if (start < 0) { start = x; sum = 0; }
+        sum += p;
+      } else if (start >= 0) { builder.push(y, start, x); sums.push(sum); start = -1; }
+    }
+    if (start >= 0) { builder.push(y, start, width); sums.push(sum); }
+  }
+  return { raw: builder.done(), runSums: sums, total, undecided };
+}
+
+/** Sum of the map's probabilities over the pixels of `part` (runs). */
+function sumOver(map, part) {
+  let sum = 0;
+  runs.forEachRun(part, (y, x0, x1) => { for (const p of map.row(y, x0, x1)) sum += p; });
+  return sum;
+}
+
+/**
+ * The full rule on a map (ProbabilityMap or FullMap): the mask as runs after the card's clean-up
+ * ({keep_largest, fill_holes}), the raw thresholded runs and their regions, and the sums
+ * quality.features reads ({total, inside, undecided}), as postprocess.full_size_mask computes them.
+ */
+export function fullSizeMask(map, t, postprocess = {}) {
+  const { raw, runSums, total, undecided } = thresholdRuns(map, t);
+  const rawRegions = runs.label(raw);
+  const kept = runs.largest(rawRegions, postprocess.keep_largest || 0);
+  let mask = kept ? runs.select(raw, rawRegions, (l) => kept[l]) : raw, inside = 0;
+  runSums.forEach((sum, i) => { if (!kept || kept[rawRegions.labels[i]]) inside += sum; });
+  if (postprocess.fill_holes) {
+    const { filled, holes } = runs.fillHoles(mask);
+    mask = filled;
+    inside += sumOver(map, holes);
+  }
+  return { mask, raw, rawRegions, sums: { total, inside, undecided } };
+}
+
+/** The rule on a full-size Float32Array: a Uint8Array 0/1 mask of width x height. */
 export function toMask(probability, width, height, t, postprocess = {}) {
-  if (probability.length !== width * height) {
-    throw new Error(`probability has ${probability.length} values, expected ${width}x${height}`);
-  }
-  return cleanMask(threshold(probability, t), width, height, postprocess);
+  return runs.toMask(fullSizeMask(new FullMap(probability, width, height), t, postprocess).mask);
 }

@@ -1,10 +1,10 @@
 // How far to trust a mask, in the browser: the same image figures, mask features, estimated
 // quality and warnings as lungseg/checks.py and lungseg/quality.py, with the limits and wording
 // of rules.json and the model's coefficients from metadata.json ("quality").
-import { cleanMask, label8, threshold as thresholdMap } from "./postprocess.js";
+import { fullSizeMask } from "./postprocess.js";
 import { formatG, toFixedEven } from "./rules.js";
+import * as runs from "./runs.js";
 
-const UNCERTAIN = [0.1, 0.9];
 const MIN_REGION = 0.001;
 
 /** Grey-level figures of RGBA pixels on g = floor((R + G + B) / 3) (checks.image_stats), in one
@@ -62,39 +62,25 @@ export function imageWarnings(rules, stats) {
   return out;
 }
 
-/** Features of one prediction (quality.features): probability, raw thresholded map, clean mask;
- *  `rawLabelled`: label8 of raw, when the caller has it already. */
-export function features(probability, raw, mask, width, height, rawLabelled = label8(raw, width, height)) {
-  const n = width * height;
-  let lung = 0, inside = 0, total = 0, undecided = 0, rawArea = 0, removed = 0;
-  for (let i = 0; i < n; i++) {
-    const p = probability[i];
-    total += p;
-    if (mask[i]) { lung++; inside += p; }
-    if (p > UNCERTAIN[0] && p < UNCERTAIN[1]) undecided++;
-    if (raw[i]) { rawArea++; if (!mask[i]) removed++; }
-  }
-  const regions = rawLabelled.areas.slice(1).filter((a) => a >= MIN_REGION * n).length;
-  const kept = label8(mask, width, height).areas.slice(1).sort((a, b) => b - a);
+/** Features of one prediction from its probability sums ({total, inside, undecided}) and its
+ *  masks before (`raw`, with its regions `rawRegions`) and after clean-up (`mask`), all runs
+ *  (quality.features_of_sums). */
+export function featuresOfSums(sums, raw, rawRegions, mask) {
+  const { width, height } = mask, n = width * height;
+  const border = runs.borderCounts(mask);
+  const lung = runs.area(mask), rawArea = runs.area(raw);
+  const kept = runs.label(mask).areas.slice(1).sort((a, b) => b - a);
   return {
-    soft_dice: (2 * inside) / Math.max(total + lung, 1),
-    uncertain: undecided / Math.max(lung, 1),
-    confidence: lung ? inside / lung : 0,
+    soft_dice: (2 * sums.inside) / Math.max(sums.total + lung, 1),
+    uncertain: sums.undecided / Math.max(lung, 1),
+    confidence: lung ? sums.inside / lung : 0,
     area: lung / n,
-    regions,
-    removed: removed / Math.max(rawArea, 1),
+    regions: rawRegions.areas.slice(1).filter((a) => a >= MIN_REGION * n).length,
+    removed: (rawArea - runs.overlap(raw, mask)) / Math.max(rawArea, 1),
     balance: kept.length >= 2 ? kept[1] / kept[0] : 0,
     lungs: kept.length,
-    edge: edgeShare(mask, width, height),
+    edge: Math.max(border.top / width, border.bottom / width, border.left / height, border.right / height),
   };
-}
-
-/** The largest share of one side of the image that mask pixels cover (quality.features' edge). */
-function edgeShare(mask, width, height) {
-  let top = 0, bottom = 0, left = 0, right = 0;
-  for (let x = 0; x < width; x++) { top += mask[x]; bottom += mask[(height - 1) * width + x]; }
-  for (let y = 0; y < height; y++) { left += mask[y * width]; right += mask[y * width + width - 1]; }
-  return Math.max(top / width, bottom / width, left / height, right / height);
 }
 
 /** The estimated Dice from features and the model's quality parameters (quality.estimate). */
@@ -137,43 +123,35 @@ export function maskWarnings(rules, feats, quality, warnBelow) {
   return out;
 }
 
-/** Mask, estimated quality and mask warnings of one probability map (Segmenter._assess). */
-export function assess(rules, meta, probability, width, height, t = meta.threshold) {
-  const raw = thresholdMap(probability, t), labelled = label8(raw, width, height);
-  const mask = cleanMask(raw, width, height, meta.postprocess || {}, labelled);
-  const feats = features(probability, raw, mask, width, height, labelled);
+/** Mask (runs), estimated quality and mask warnings of one probability map (Segmenter._assess):
+ *  `map` a ProbabilityMap or FullMap (js/postprocess.js). */
+export function assess(rules, meta, map, t = meta.threshold) {
+  const { mask, raw, rawRegions, sums } = fullSizeMask(map, t, meta.postprocess || {});
+  const feats = featuresOfSums(sums, raw, rawRegions, mask);
   const params = meta.quality;
   const quality = params ? estimate(feats, params) : null;
   const warnings = maskWarnings(rules, feats, params ? quality : 1, params ? params.warn_below : 0);
   return { mask, quality, warnings, features: feats, inverted: false };
 }
 
-/** RGBA pixels inverted (255 - v per colour channel), alpha kept: the negative of an image. */
-export function invert(rgba) {
-  const out = new Uint8ClampedArray(rgba.length);
-  for (let i = 0; i < rgba.length; i += 4) {
-    out[i] = 255 - rgba[i]; out[i + 1] = 255 - rgba[i + 1]; out[i + 2] = 255 - rgba[i + 2]; out[i + 3] = rgba[i + 3];
-  }
-  return out;
-}
-
 /**
- * Segmenter.analyze in the browser. `segment(rgba)` runs the model on RGBA pixels of this size
- * and resolves to a probability map; it is called a second time, on the inverted pixels, only
- * when the image has no warning of its own (`headerWarnings`: a DICOM's, counted as its own) but
- * its mask is implausible or of low quality. Resolves to assess()'s fields plus `probability`
- * (the map the mask came from) and `imageWarnings` (kept when the threshold changes).
+ * Segmenter.analyze in the browser. `map` is the model's probability (a ProbabilityMap) of the
+ * X-ray's RGBA pixels `rgba` (width x height); `segmentInverted()` resolves to the map of its
+ * negative and is called only when the image has no warning of its own (`headerWarnings`: a
+ * DICOM's, counted as its own) but its mask is implausible or of low quality. Resolves to
+ * assess()'s fields plus `map` (the one the mask came from) and `imageWarnings` (kept when the
+ * threshold changes).
  */
-export async function analyze(rules, meta, rgba, width, height, probability, segment,
+export async function analyze(rules, meta, rgba, width, height, map, segmentInverted,
   { threshold = meta.threshold, headerWarnings = [] } = {}) {
   const found = [...headerWarnings, ...imageWarnings(rules, imageStats(rgba, width, height))];
-  let result = { ...assess(rules, meta, probability, width, height, threshold), probability };
+  let result = { ...assess(rules, meta, map, threshold), map };
   const doubtful = !plausible(rules, result.features) || result.warnings.some((w) => w.code === "low_quality");
   if (!found.length && doubtful) {
-    const inverseProbability = await segment(invert(rgba));
-    const inverse = assess(rules, meta, inverseProbability, width, height, threshold);
+    const inverseMap = await segmentInverted();
+    const inverse = assess(rules, meta, inverseMap, threshold);
     if (inverseIsBetter(rules, result.features, result.quality, inverse.features, inverse.quality)) {
-      result = { ...inverse, probability: inverseProbability, inverted: true };
+      result = { ...inverse, map: inverseMap, inverted: true };
       found.push(warning(rules, "inverted"));
     }
   }

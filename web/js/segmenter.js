@@ -5,12 +5,13 @@
 //   const { probability, width, height, ms } = await seg.segment(imageData);
 //   const mask = seg.mask(probability, width, height); // Uint8Array 0/1, the model's clean-up
 //   const r = await seg.segmentFile(file);  // decode (js/decode.js) + segment + quality and warnings (js/quality.js)
+//   const kept = await seg.processFile(file); // the same, kept compactly: mask as runs, thumbnails
 //   seg.dispose();
 //
 // The model runs in a module worker (js/worker.js) unless worker is false, where it runs on the
 // calling thread (js/engine.js); both give the same API and results. Relative modelUrl values
 // are resolved against web/, so the module works from any page that imports it.
-import { createEngine } from "./engine.js";
+import { CancelledError, createEngine } from "./engine.js";
 import { ImageDecodeError } from "./decode.js";
 import { toMask } from "./postprocess.js";
 
@@ -23,32 +24,47 @@ function toImageData(source) {
   return context.getImageData(0, 0, width, height);
 }
 
-/** A client for js/worker.js: call(type, args, transfer) -> a promise of the worker's result. */
+/** A client for js/worker.js: call(type, args, transfer, onProgress) -> a promise of the worker's
+ *  result (onProgress(...values) for its progress messages). */
 function workerClient() {
   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "lungseg-model" });
   const pending = new Map();
   let nextId = 1;
   const failAll = (error) => { for (const { reject } of pending.values()) reject(error); pending.clear(); };
-  worker.addEventListener("message", ({ data: { id, result, error } }) => {
+  const errors = { ImageDecodeError: (e) => new ImageDecodeError(e.message, e.code), CancelledError: () => new CancelledError() };
+  worker.addEventListener("message", ({ data: { id, result, error, progress } }) => {
     const call = pending.get(id);
+    if (progress) return call.onProgress?.(...progress);
     pending.delete(id);
     if (!error) return call.resolve(result);
-    const err = error.name === "ImageDecodeError" ? new ImageDecodeError(error.message, error.code) : new Error(error.message);
-    call.reject(err);
+    call.reject(errors[error.name]?.(error) || new Error(error.message));
   });
   worker.addEventListener("error", (event) => {
     event.preventDefault();
     failAll(new Error(`the model worker failed: ${event.message || "it could not start"}`));
   });
   return {
-    call(type, args, transfer = []) {
+    call(type, args, transfer = [], onProgress = null) {
       const id = nextId++;
       return new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
+        pending.set(id, { resolve, reject, onProgress });
         worker.postMessage({ id, type, args }, transfer);
       });
     },
     terminate() { worker.terminate(); failAll(new Error("the segmenter was disposed")); },
+  };
+}
+
+/**
+ * A worker for the page's downloads (js/outputs.js): outputs(args) -> {mask, overlay, labels} PNG
+ * bytes of one result, zip(args, onProgress) -> the zip Blob; terminate() stops what it does.
+ */
+export function outputWorker() {
+  const client = workerClient();
+  return {
+    outputs: (args) => client.call("outputs", args),
+    zip: (args, onProgress) => client.call("zip", args, [], onProgress),
+    terminate: () => client.terminate(),
   };
 }
 
@@ -58,7 +74,8 @@ function workerClient() {
  * named backend that fails falls back to the others in that order. worker: run the model in a
  * module worker (default) or on this thread. Resolves to {backend, backendLabel, notes (raw,
  * for developers), userNote (plain words or null), meta, modelUrl, loadMs, inWorker, segment,
- * segmentFile, mask, numTensors (a promise), dispose}; runsOn says where the model runs, in plain
+ * segmentFile, processFile, reassess, cancel, mask, numTensors (a promise), dispose} (js/engine.js
+ * says what each returns); runsOn says where the model runs, in plain
  * words ("the CPU (WebAssembly, 4 threads)"; js/engine.js wasmThreads picks the threads).
  */
 export async function loadSegmenter({ modelUrl = "model/", backend = "auto", worker = true } = {}) {
@@ -68,7 +85,7 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto", wor
     return {
       ...engine.info, loadMs: performance.now() - started, inWorker: false, mask: engine.mask,
       segment: (source) => engine.segment(toImageData(source)),
-      segmentFile: engine.segmentFile,
+      segmentFile: engine.segmentFile, processFile: engine.processFile, reassess: engine.reassess, cancel: engine.cancel,
       numTensors: async () => engine.numTensors(),
       dispose: engine.dispose,
     };
@@ -95,10 +112,10 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto", wor
       const out = await client.call("segment", { image });
       return { ...out, modelMs: out.ms, ms: performance.now() - t0 };
     },
-    async segmentFile(file, threshold = info.meta.threshold) {
-      const { rgba, ...out } = await client.call("segmentFile", { file, threshold });
-      return { ...out, imageData: new ImageData(rgba, out.width, out.height) };
-    },
+    segmentFile: (file, threshold = info.meta.threshold) => client.call("segmentFile", { file, threshold }),
+    processFile: (file, threshold = info.meta.threshold) => client.call("processFile", { file, threshold }),
+    reassess: (args) => client.call("reassess", args),
+    cancel: () => client.call("cancel"),
     numTensors: () => client.call("numTensors"),
     dispose() { client.terminate(); },
   };

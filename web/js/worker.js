@@ -1,9 +1,15 @@
 // The module worker that runs the model (js/engine.js) off the page's main thread, so the page
-// stays responsive while a batch runs. js/segmenter.js is its only client: each message is
-// {id, type, args}; each answer {id, result} or {id, error: {name, message, code}}.
+// stays responsive while a batch runs; a second instance, without a model, makes the downloads
+// (js/outputs.js), so a zip can be stopped by ending it. js/segmenter.js is its only client: each
+// message is {id, type, args}; each answer {id, result}, {id, error: {name, message, code}} or,
+// while a call runs, {id, progress}.
 import { createEngine } from "./engine.js";
+import { outputPngs, writeZip } from "./outputs.js";
 
 let engine = null;
+
+/** The buffers of a result's runs and working-size map, moved rather than copied. */
+const buffers = (r) => [r.mask?.data?.buffer, r.working?.values?.buffer].filter(Boolean);
 
 const handlers = {
   async load(options) {
@@ -16,17 +22,31 @@ const handlers = {
     return { result: out, transfer: [out.probability.buffer] };
   },
   async segmentFile({ file, threshold }) {
-    const { imageData, ...out } = await engine.segmentFile(file, threshold);
-    const result = { ...out, rgba: imageData.data };   // ImageData rebuilt on the page side
-    return { result, transfer: [imageData.data.buffer, out.probability.buffer, out.mask.buffer] };
+    const out = await engine.segmentFile(file, threshold);
+    return { result: out, transfer: [out.mask.buffer] };
   },
+  async processFile({ file, threshold }) {
+    const out = await engine.processFile(file, threshold);
+    return { result: out, transfer: buffers(out) };
+  },
+  async reassess(args) {
+    const out = await engine.reassess(args);
+    return { result: out, transfer: buffers(out) };
+  },
+  async cancel() { engine?.cancel(); return { result: null }; },
+  async outputs(args) {
+    const out = await outputPngs(args);
+    return { result: out, transfer: Object.values(out).map((png) => png.buffer) };
+  },
+  async zip(args, progress) { return { result: await writeZip(args, progress) }; },
   async numTensors() { return { result: engine ? engine.numTensors() : 0 }; },
   async dispose() { engine?.dispose(); engine = null; return { result: null }; },
 };
 
 self.addEventListener("message", async ({ data: { id, type, args } }) => {
   try {
-    const { result, transfer = [] } = await handlers[type](args || {});
+    const progress = (...values) => self.postMessage({ id, progress: values });
+    const { result, transfer = [] } = await handlers[type](args || {}, progress);
     self.postMessage({ id, result }, transfer);
   } catch (err) {
     self.postMessage({ id, error: { name: err.name, message: err.message || String(err), code: err.code } });
