@@ -1,14 +1,15 @@
 """What the app computes for each upload, kept in one byte-bounded store shared by every session.
 
 Per X-ray and model the store keeps a display copy (at most PREVIEW_SIDE pixels), the model's
-output as uint8 threshold levels (exact masks for every threshold the slider offers, a quarter of
-a float32 probability map) with what ``Segmenter.analyze`` says at the card's threshold (estimated
-quality, warnings, DICOM pixel spacing) and, per threshold, the mask bit-packed with its figures.
-A DICOM's header (patient data) is not kept: downloads that need it re-read the upload. Full-size
-images, probabilities and masks exist only while one X-ray is processed, and one X-ray is
-processed at a time in the whole process (``WORK``), so the server needs at most: the app with
-its models + the store's budget (env LUNGSEG_CACHE_MB, default 256) + one X-ray's work.
-Whatever the store evicts is recomputed from the upload, with the same result.
+output at its working size (``ProbabilityMap`` values, 147 kB whatever the X-ray's size) with what
+``Segmenter.analyze`` says at the card's threshold (estimated quality, warnings, DICOM pixel
+spacing) and, per threshold, the mask bit-packed (an eighth of a byte per pixel) with its figures
+and display copy; each threshold's mask is made from the model's output as ``Segmenter.predict``
+makes it. A DICOM's header (patient data) is not kept: downloads that need it re-read the upload.
+Full-size images and masks exist only while one X-ray is processed, and one X-ray is processed at
+a time in the whole process (``WORK``), so the server needs at most: the app with its models + the
+store's budget (env LUNGSEG_CACHE_MB, default 256) + one X-ray's work. Whatever the store evicts
+is recomputed from the upload, with the same result.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from app.store import ByteLRU
 from lungseg import ImageError, Segmenter, read_image, rules
 from lungseg.dicom import write_seg
 from lungseg.imageio import encode_png, read_input
+from lungseg.inference import Analysis
 from lungseg.measure import lung_areas, side_labels
-from lungseg.postprocess import clean_mask
+from lungseg.postprocess import ProbabilityMap, full_size_mask
 
 PREVIEW_SIDE = 1024            # pixels; on-screen images are at most this, downloads are full size
 CACHE_ENV = "LUNGSEG_CACHE_MB"
@@ -60,17 +62,6 @@ def thresholds(*extra: float) -> tuple[float, ...]:
     return tuple(sorted({round(0.05 + 0.01 * i, 2) for i in range(91)} | set(map(float, extra))))
 
 
-def to_levels(proba: np.ndarray, grid: tuple[float, ...]) -> np.ndarray:
-    """How many thresholds of ``grid`` each pixel reaches, so ``proba >= grid[k]`` is exactly
-    ``levels > k`` (float32 comparisons, as numpy makes them). Done in bands of rows."""
-    edges = np.asarray(grid, np.float32)
-    levels = np.empty(proba.shape, np.uint8)
-    rows = max(1, 2**20 // proba.shape[1])
-    for top in range(0, proba.shape[0], rows):
-        levels[top:top + rows] = np.searchsorted(edges, proba[top:top + rows], side="right")
-    return levels
-
-
 def preview(array: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     """A display copy no larger than ``max_side`` pixels."""
     height, width = array.shape[:2]
@@ -95,36 +86,52 @@ def image_preview(data: bytes, name: str) -> np.ndarray:
     return store().get_or_compute(("preview", digest(data)), compute)
 
 
-def _levels(data: bytes, name: str, seg: Segmenter, grid: tuple[float, ...]) -> dict:
-    """Segmenter.analyze at the card's threshold, kept small: the levels of its probability map
-    (the inverse's for a negative, so every threshold segments the same input) and its FACTS."""
+def _analysis(data: bytes, name: str, seg: Segmenter) -> tuple[dict, Analysis]:
+    """Segmenter.analyze at the card's threshold, and what is kept of it: the model's output at its
+    working size (the inverse's for a negative, so every threshold segments the same input) with
+    its FACTS; the X-ray's display copy goes to the store."""
     with WORK:
         start = time.perf_counter()
         result = seg.analyze(data, name=name)
         model_ms = (time.perf_counter() - start) * 1000.0
         store().put(("preview", digest(data)), preview(result.image))
+        result.image = None                       # the full-size pixels: not needed any more
         dicom = result.dicom
-        return {"levels": to_levels(result.probability, grid), "model_ms": model_ms,
-                "quality": result.quality, "warnings": result.warnings, "inverted": result.inverted,
-                "dicom": dicom is not None, "spacing": dicom.spacing if dicom else None,
+        kept = {"values": result.probability_map.values, "shape": result.probability_map.shape,
+                "model_ms": model_ms, "quality": result.quality, "warnings": result.warnings,
+                "inverted": result.inverted, "dicom": dicom is not None,
+                "spacing": dicom.spacing if dicom else None,
                 "spacing_source": dicom.spacing_source if dicom else ""}
+        return kept, result
+
+
+def _figures(mask: np.ndarray, model: dict, post_ms: float) -> dict:
+    """One threshold's result: figures, packed mask, display copy, and the model's FACTS."""
+    start = time.perf_counter()
+    height, width = mask.shape
+    out = {"width": width, "height": height, **lung_areas(mask, model["spacing"]),
+           "bits": np.packbits(mask), "preview": preview(mask * 255), **{k: model[k] for k in FACTS}}
+    out["inference_ms"] = model["model_ms"] + post_ms + (time.perf_counter() - start) * 1000.0
+    return out
 
 
 def _mask(data: bytes, name: str, folder: str, threshold: float) -> dict:
+    """The result at ``threshold``: the model runs once per X-ray and model (its output is
+    stored), each threshold's mask is made from that output as ``Segmenter.predict`` makes it."""
     seg = load_segmenter(folder)
-    grid = thresholds(seg.threshold, threshold)      # the same for every threshold on offer
-    out = store().get_or_compute(("levels", digest(data), folder, grid),
-                                 lambda: _levels(data, name, seg, grid))
+    key = ("model", digest(data), folder)
     with WORK:
+        model = store().get(key)
+        if model is None:
+            model, result = _analysis(data, name, seg)
+            store().put(key, model)
+            if threshold == seg.threshold:            # analyze made this mask already
+                return _figures(result.mask, model, 0.0)
+            del result
         start = time.perf_counter()
-        index = grid.index(threshold)
-        # Segmenter.to_mask's clean-up, on the levels instead of the probabilities.
-        mask = clean_mask((out["levels"] > index).astype(np.uint8), seg.keep_regions, seg.fill_holes)
-        post_ms = (time.perf_counter() - start) * 1000.0
-        height, width = mask.shape
-        return {"width": width, "height": height, **lung_areas(mask, out["spacing"]),
-                "inference_ms": out["model_ms"] + post_ms, "bits": np.packbits(mask),
-                "preview": preview(mask * 255), **{k: out[k] for k in FACTS}}
+        probability = ProbabilityMap(model["values"], model["shape"], seg.head)
+        mask = full_size_mask(probability, threshold, seg.keep_regions, seg.fill_holes, features=False)[0]
+        return _figures(mask, model, (time.perf_counter() - start) * 1000.0)
 
 
 def segment(data: bytes, name: str, folder: str, threshold: float) -> dict:

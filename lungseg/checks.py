@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .measure import BAND_PIXELS
 from .rules import RULES
 
 LIMITS = RULES["checks"]
@@ -24,19 +25,36 @@ def warning(code: str, **fields) -> dict:
 def image_stats(image: np.ndarray) -> dict:
     """Grey-level figures of a (H, W, 3) uint8 image on g = floor((R + G + B) / 3): the 1st and
     99th percentiles, the standard deviation, colourfulness (mean max - min channel) and noise
-    (mean absolute difference of horizontal neighbours over std + 1)."""
-    grey = ((image[..., 0].astype(np.uint16) + image[..., 1] + image[..., 2]) // 3).astype(np.uint8)
-    counts = np.bincount(grey.ravel(), minlength=256)
+    (mean absolute difference of horizontal neighbours over std + 1).
+
+    Summed a band of rows at a time (about BAND_PIXELS pixels), in exact integers: no full-size
+    copy, and the figures of the whole image bit for bit."""
+    height, width = image.shape[:2]
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    counts = np.zeros(256, np.int64)
+    spread = steps = 0             # sums of max - min channel and of |g[x + 1] - g[x]|
+    for top in range(0, height, rows):
+        band = image[top:top + rows]
+        red, green, blue = band[..., 0], band[..., 1], band[..., 2]
+        if np.array_equal(red, green) and np.array_equal(green, blue):    # grey: g = R, no spread
+            grey = np.ascontiguousarray(red)
+        else:
+            grey = ((red.astype(np.uint16) + green + blue) // 3).astype(np.uint8)
+            spread += int((np.maximum(np.maximum(red, green), blue)
+                           - np.minimum(np.minimum(red, green), blue)).sum(dtype=np.int64))
+        counts += np.bincount(grey.ravel(), minlength=256)
+        step = np.subtract(grey[:, 1:], grey[:, :-1], dtype=np.int16)
+        steps += int(np.abs(step, out=step).sum(dtype=np.int64))
+    pixels = height * width
     levels = np.arange(256.0)
-    mean = float(counts @ levels) / grey.size
-    std = float(np.sqrt(counts @ (levels - mean) ** 2 / grey.size))
-    cumulative = np.cumsum(counts) / grey.size
-    grey_only = np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    mean = float(counts @ levels) / pixels
+    std = float(np.sqrt(counts @ (levels - mean) ** 2 / pixels))
+    cumulative = np.cumsum(counts) / pixels
     return {
-        "width": image.shape[1], "height": image.shape[0],
+        "width": width, "height": height,
         "p1": int(np.searchsorted(cumulative, 0.01)), "p99": int(np.searchsorted(cumulative, 0.99)),
-        "std": std, "colour": 0.0 if grey_only else float((image.max(axis=2) - image.min(axis=2)).mean()),
-        "noise": float(np.abs(np.diff(grey.astype(np.int16), axis=1)).mean() / (std + 1.0)),
+        "std": std, "colour": float(np.float64(spread) / pixels),
+        "noise": float(np.float64(steps) / (height * (width - 1)) / (std + 1.0)),
     }
 
 

@@ -31,7 +31,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage  
 
 from app import analysis, results, serve  # noqa: E402
 from app.store import ByteLRU  # noqa: E402
-from lungseg import ImageError, Segmenter, read_image, read_mask, rules  # noqa: E402
+from lungseg import ImageError, Segmenter, checks, read_image, read_mask, rules  # noqa: E402
 from lungseg.bundle import DEFAULT_MODEL, SEED_MODEL  # noqa: E402
 from lungseg.imageio import encode_png  # noqa: E402
 from lungseg.measure import lung_areas, side_labels  # noqa: E402
@@ -199,17 +199,77 @@ def test_store_stays_within_its_budget():
     assert calls == [1]
 
 
-def test_levels_give_exact_masks():
-    """proba >= t (what Segmenter.to_mask does) equals levels > k for every threshold on offer."""
-    grid = results.thresholds(0.537)
-    edges = np.asarray(grid, np.float32)
-    near = np.concatenate([np.nextafter(edges, -1), edges, np.nextafter(edges, 2)])
-    proba = np.concatenate([near, np.random.default_rng(0).random(9000, np.float32)])
-    proba = proba[: 90 * 103].reshape(90, 103).astype(np.float32)
-    levels = results.to_levels(proba, grid)
-    assert levels.dtype == np.uint8
-    for k, threshold in enumerate(grid):
-        assert np.array_equal(levels > k, proba >= threshold), threshold
+@requires_data
+def test_every_threshold_gives_segmenters_mask(seg, small_store, monkeypatch):
+    """The model runs once per X-ray; each threshold's mask, made from its stored output, is
+    Segmenter.predict's at that threshold, with the card threshold's quality and warnings."""
+    path = val_images(1, "COVID-19")[0]
+    data, folder = path.read_bytes(), str(DEFAULT_MODEL)
+    expected = seg.analyze(data, name=path.name)
+    calls = []
+    original = Segmenter.analyze                       # how the app runs the model
+    monkeypatch.setattr(Segmenter, "analyze",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    for threshold in (seg.threshold, *results.thresholds()[::15], 0.95):
+        got = results.segment(data, path.name, folder, threshold)
+        assert np.array_equal(results.full_mask(got), seg.predict(path, threshold)), threshold
+        assert (got["quality"], got["warnings"]) == (expected.quality, expected.warnings)
+    assert len(calls) == 1
+
+
+@requires_data
+def test_the_store_holds_small_objects_per_xray(small_store):
+    """A 22-megapixel X-ray at two thresholds adds its display copies, the model's output at its
+    working size and a packed mask per threshold to the store: an eighth of a byte per pixel per
+    threshold, under 12 MB in all (the full-size threshold levels kept before were 22 MB alone)."""
+    grey = Image.open(val_images(1, "Normal")[0]).convert("L").resize((4300, 5200), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG", compress_level=1)
+    data, folder, pixels = buffer.getvalue(), str(DEFAULT_MODEL), 4300 * 5200
+    for threshold in (0.5, 0.4):
+        assert "error" not in results.segment(data, "large.png", folder, threshold)
+    results.image_preview(data, "large.png")
+    side = results.PREVIEW_SIDE
+    bound = 2 * (pixels // 8 + side**2) + 3 * side**2 + 2**20
+    assert small_store.nbytes <= bound < 12 * 2**20
+
+
+def whole_image_stats(image: np.ndarray) -> dict:
+    """lungseg.checks.image_stats as it was computed on the whole image at once (the reference)."""
+    grey = ((image[..., 0].astype(np.uint16) + image[..., 1] + image[..., 2]) // 3).astype(np.uint8)
+    counts = np.bincount(grey.ravel(), minlength=256)
+    levels = np.arange(256.0)
+    mean = float(counts @ levels) / grey.size
+    std = float(np.sqrt(counts @ (levels - mean) ** 2 / grey.size))
+    cumulative = np.cumsum(counts) / grey.size
+    grey_only = np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    return {
+        "width": image.shape[1], "height": image.shape[0],
+        "p1": int(np.searchsorted(cumulative, 0.01)), "p99": int(np.searchsorted(cumulative, 0.99)),
+        "std": std, "colour": 0.0 if grey_only else float((image.max(axis=2) - image.min(axis=2)).mean()),
+        "noise": float(np.abs(np.diff(grey.astype(np.int16), axis=1)).mean() / (std + 1.0)),
+    }
+
+
+def test_image_stats_band_by_band_equal_the_whole_images():
+    """checks.image_stats sums bands of rows (no full-size copy): bit for bit the figures of the
+    whole image, on noise, colour, grey and partly coloured images over many uneven bands."""
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (1501, 777, 3), dtype=np.uint8)
+    grey = np.repeat(rng.integers(0, 256, (2900, 1201, 1), dtype=np.uint8), 3, axis=2)
+    part = grey.copy()
+    part[700:1900, 100:900, 0] //= 3                    # colour in some bands only
+    ramp = np.repeat(np.tile(np.arange(256, dtype=np.uint8), (40, 4))[..., None], 3, axis=2)
+    for image in (noise, grey, part, ramp):
+        assert checks.image_stats(image) == whole_image_stats(image), image.shape
+
+
+@requires_data
+def test_image_stats_of_real_xrays_equal_the_whole_images():
+    upscaled = Image.open(val_images(1, "COVID-19")[0]).convert("RGB").resize((2501, 3100))
+    images = [read_image(p) for p in val_images(40)[::8]] + [np.asarray(upscaled)]
+    for image in images:
+        assert checks.image_stats(image) == whole_image_stats(image), image.shape
 
 
 def test_page_explains_limits_and_privacy():
