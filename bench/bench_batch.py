@@ -1,47 +1,67 @@
-"""Archive speed: the plain engine and the Ray engine of ``lungseg predict`` on the same real X-rays.
+"""Archive speed: ``lungseg predict``'s engines on the same real X-rays, and with ``--root`` the
+plain engine of another checkout (e.g. an older revision) beside this one's, with the same masks.
 
-    .venv/bin/python bench/bench_batch.py [--small 64] [--large 8] [--workers N]
+    .venv/bin/python bench/bench_batch.py [--small 64] [--large 8] [--root OLD_CHECKOUT]
+                                          [--repeat 3] [--no-ray] [--png]
 
-Two sets, each segmented by both engines into a temporary folder (masks, overlays, manifest):
-(a) ``--small`` 256 px PNGs of COVID-QU-Ex Val as they are; (b) ``--large`` full-size X-rays,
-made here by upscaling real Val X-rays to 3000 x 2500 PNGs (the size of a public full-size
-chest X-ray). Prints X-rays/s side by side, and where a plain run's time goes (reading and
-decoding, model with quality checks, writing), measured stage by stage on the same files. The
-Ray figures exclude starting Ray (printed apart) but include loading the model in the actors.
-Also prints what planning a folder costs per file: found by name (an accepted extension) and
-by content (the same files without extensions, as PACS exports name them: each one sniffed).
+    git archive 0708253 | (mkdir -p /tmp/lungseg-0708253 && tar -x -C /tmp/lungseg-0708253)
+    .venv/bin/python bench/bench_batch.py --small 0 --large 8 --root /tmp/lungseg-0708253 --no-ray
+
+Two sets: (a) ``--small`` 256 px PNGs of COVID-QU-Ex Val as they are; (b) ``--large`` full-size
+X-rays, made here by upscaling real Val X-rays to 2500 x 3000 PNGs (the size of a public
+full-size chest X-ray). The plain engine runs in a fresh process per checkout and repeat (sides
+taken in turn, so both see the same load on a shared machine), its model loaded and warmed up
+before the clock starts; printed: X-rays/s (the best of ``--repeat``), where a run's time goes
+(reading and decoding, model with quality checks, writing: measured stage by stage on the same
+files, medians), the outputs' sizes, and whether both checkouts wrote the same masks and
+overlays (pixel for pixel). The Ray engine of this checkout runs here; its figures exclude
+starting Ray (printed apart) but include loading the model in the actors. ``--png`` prints
+what each PNG compression setting costs on the full-size masks and overlays (the choice behind
+``imageio.PNG_OPTIONS``). Also prints what planning a folder costs per file: found by name (an
+accepted extension) and by content (the same files without extensions, as PACS exports name
+them: each one sniffed).
 """
 import argparse
+import io
+import json
 import os
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
-import ray
+import numpy as np
 from PIL import Image
 
-from lungseg import Segmenter, ray_engine
-from lungseg.batch import Writer, plan, run
-from lungseg.imageio import read_input
-
-VAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covidqu-ex" / "Val"
+HERE = Path(__file__).resolve().parents[1]
+VAL = HERE.parent / "shared" / "data" / "covidqu-ex" / "Val"
 LARGE = (2500, 3000)   # width, height
+#: PNG settings compared by --png: Pillow's default, faster levels, and run-length deflate.
+PNG_SETTINGS = {"level 6 (Pillow's default)": {"compress_level": 6}, "level 1": {"compress_level": 1},
+                "level 3, filtered": {"compress_level": 3, "compress_type": zlib.Z_FILTERED},
+                "level 1, run-length": {"compress_level": 1, "compress_type": zlib.Z_RLE}}
 
 
 def make_sets(root: Path, small: int, large: int) -> dict[str, Path]:
-    """The two input folders: Val PNGs as they are, and some upscaled to full size."""
+    """The input folders: Val PNGs as they are, and some upscaled to full size (empty sets left out)."""
     paths = sorted(VAL.glob("*/images/*.png"))[::7]
     if len(paths) < max(small, large):
         raise SystemExit(f"needs {max(small, large)} real X-rays in {VAL}")
-    sets = {"256 px PNG": root / "small", f"{LARGE[0]}x{LARGE[1]} PNG": root / "large"}
-    for folder in sets.values():
+    sets = {}
+    for label, count, size in (("256 px PNG", small, None), (f"{LARGE[0]}x{LARGE[1]} PNG", large, LARGE)):
+        if not count:
+            continue
+        sets[label] = folder = root / ("large" if size else "small")
         folder.mkdir()
-    for path in paths[:small]:
-        shutil.copy(path, sets["256 px PNG"] / path.name)
-    for path in paths[:large]:
-        Image.open(path).convert("L").resize(LARGE, Image.BICUBIC).save(
-            sets[f"{LARGE[0]}x{LARGE[1]} PNG"] / path.name)
+        for path in paths[:count]:
+            if size:
+                Image.open(path).convert("L").resize(size, Image.BICUBIC).save(folder / path.name)
+            else:
+                shutil.copy(path, folder / path.name)
     return sets
 
 
@@ -51,8 +71,11 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def stages(folder: Path, segmenter: Segmenter, out: Path) -> dict[str, float]:
+def stages(folder: Path, segmenter, out: Path) -> dict[str, float]:
     """Seconds per X-ray of each stage of a plain run, one stage after the other."""
+    from lungseg.batch import Writer, plan
+    from lungseg.imageio import read_input
+
     files = sorted(folder.iterdir())
     decoded: list = []
     results: list = []
@@ -66,9 +89,132 @@ def stages(folder: Path, segmenter: Segmenter, out: Path) -> dict[str, float]:
     return {k: v / len(files) for k, v in seconds.items()}
 
 
+def measure(folder: Path, out: Path) -> None:
+    """(In a fresh process, with the checkout to measure first on sys.path.) Time a plain run of
+    ``folder`` into ``out``, then its stages; print them as one JSON line."""
+    import lungseg
+    from lungseg import Segmenter
+    from lungseg.batch import plan, run
+
+    segmenter = Segmenter.load()
+    segmenter.analyze(np.full((256, 256), 128, np.uint8))          # the model's first call, untimed
+    seconds = timed(lambda: run(plan([folder], out), out, segmenter))
+    split = stages(folder, segmenter, out.parent / (out.name + "-stages"))
+    shutil.rmtree(out.parent / (out.name + "-stages"))
+    print(json.dumps({"code": str(Path(lungseg.__file__).parents[1]), "seconds": seconds, "split": split}))
+
+
+def measured(root: Path, folder: Path, out: Path) -> dict:
+    """``measure`` run in a fresh Python with ``root``'s lungseg."""
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, __file__, "--measure", str(folder), str(out)], env=env,
+                          cwd=root, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"measuring {root} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if Path(result["code"]) != root:
+        raise SystemExit(f"{root}: the run used lungseg from {result['code']}")
+    return result
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def same_outputs(first: Path, second: Path, suffix: str) -> str:
+    """How many outputs ending in ``suffix`` are equal pixel for pixel in both folders (and the
+    lowest IoU of masks that differ)."""
+    names = sorted(p.name for p in first.glob(f"*{suffix}"))
+    if sorted(p.name for p in second.glob(f"*{suffix}")) != names:
+        return "different files"
+    equal, ious = 0, []
+    for name in names:
+        a, b = pixels(first / name), pixels(second / name)
+        if a.shape == b.shape and np.array_equal(a, b):
+            equal += 1
+        elif a.ndim == 2 and a.shape == b.shape:
+            ious.append(((a > 0) & (b > 0)).sum() / max(((a > 0) | (b > 0)).sum(), 1))
+    return f"{equal}/{len(names)} equal" + (f" (lowest IoU of the others {min(ious):.5f})" if ious else "")
+
+
+def kilobytes(folder: Path, suffix: str) -> float:
+    files = list(folder.glob(f"*{suffix}"))
+    return sum(p.stat().st_size for p in files) / max(len(files), 1) / 1000
+
+
+def compare_plain(sets: dict[str, Path], roots: dict[str, Path], work: Path, repeat: int) -> None:
+    """The plain engine of each checkout on each set, in fresh processes taken in turn."""
+    for label, folder in sets.items():
+        count = len(list(folder.iterdir()))
+        runs: dict[str, list[dict]] = {side: [] for side in roots}
+        for k in range(repeat):
+            for side, root in roots.items():
+                out = work / f"{side}-{k}"
+                runs[side].append(measured(root, folder, out))
+                if k:
+                    shutil.rmtree(out)
+        print(f"\n{label}, {count} X-rays: plain engine, X-rays/s (best of {repeat}; all runs)")
+        best = {side: count / min(r["seconds"] for r in results) for side, results in runs.items()}
+        for side, results in runs.items():
+            split = {key: statistics.median(r["split"][key] for r in results) for key in results[0]["split"]}
+            each = ", ".join(f"{count / r['seconds']:.2f}" for r in results)
+            sizes = {kind: kilobytes(work / f"{side}-0", f".{kind}.png") for kind in ("mask", "overlay")}
+            print(f"  {side:<24}{best[side]:>6.2f}   ({each})   stages, s per X-ray: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in split.items())
+                  + f"   mask {sizes['mask']:.0f} kB, overlay {sizes['overlay']:.0f} kB")
+        if len(roots) == 2:
+            (old, new) = roots
+            print(f"  speed-up {best[new] / best[old]:.2f}x; masks: "
+                  f"{same_outputs(work / f'{old}-0', work / f'{new}-0', '.mask.png')}; overlays: "
+                  f"{same_outputs(work / f'{old}-0', work / f'{new}-0', '.overlay.png')}")
+        for side in roots:
+            shutil.rmtree(work / f"{side}-0")
+
+
+def compare_png(folder: Path, work: Path) -> None:
+    """What each PNG setting costs on the full-size masks and overlays of ``folder``."""
+    from lungseg import Segmenter
+    from lungseg.plots import overlay
+
+    segmenter = Segmenter.load()
+    results = [segmenter.analyze(path) for path in sorted(folder.iterdir())]
+    arrays = {"mask": [r.mask * 255 for r in results], "overlay": [overlay(r.image, r.mask) for r in results]}
+    print(f"\nPNG settings on {len(results)} {LARGE[0]}x{LARGE[1]} masks and RGB overlays "
+          "(median ms per file, mean kB):")
+    for name, options in PNG_SETTINGS.items():
+        figures = []
+        for kind, images in arrays.items():
+            seconds, sizes = [], []
+            for image in images:
+                buffer = io.BytesIO()
+                seconds.append(timed(lambda: Image.fromarray(image).save(buffer, format="PNG", **options)))
+                sizes.append(buffer.tell())
+            figures.append(f"{kind} {1000 * statistics.median(seconds):4.0f} ms {np.mean(sizes) / 1000:6.0f} kB")
+        print(f"  {name:<28}" + ";  ".join(figures))
+
+
+def compare_ray(sets: dict[str, Path], work: Path, workers: int | None) -> None:
+    import ray
+
+    from lungseg import ray_engine
+    from lungseg.batch import plan
+
+    start = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    print(f"\nRay started in {time.perf_counter() - start:.1f} s ({os.cpu_count()} CPUs)")
+    for label, folder in sets.items():
+        count = len(list(folder.iterdir()))
+        seconds = timed(lambda: ray_engine.run(plan([folder], work / "ray"), work / "ray", workers=workers))
+        shutil.rmtree(work / "ray")
+        print(f"  {label}, {count} X-rays: ray engine {count / seconds:.2f} X-rays/s")
+    ray.shutdown()
+
+
 def planning(folder: Path, root: Path) -> dict[str, float]:
     """Milliseconds per file to plan a folder of ``folder``'s files: named with their extensions,
     and renamed without (found by content)."""
+    from lungseg.batch import plan
+
     bare = root / "bare"
     bare.mkdir()
     for path in folder.iterdir():
@@ -84,30 +230,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=64, help="256 px X-rays")
     parser.add_argument("--large", type=int, default=8, help="full-size X-rays")
+    parser.add_argument("--root", type=Path, help="another checkout whose plain engine runs beside this one's")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the plain engine per checkout")
     parser.add_argument("--workers", type=int, help="Ray model actors (default: one per node)")
+    parser.add_argument("--no-ray", action="store_true", help="leave the Ray engine out")
+    parser.add_argument("--png", action="store_true", help="compare PNG settings on the full-size set")
+    parser.add_argument("--measure", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    segmenter = Segmenter.load()
+    if args.measure:
+        return measure(*args.measure)
+    roots = {f"{args.root.resolve().name} (--root)": args.root.resolve()} if args.root else {}
+    roots["this checkout"] = HERE
     with tempfile.TemporaryDirectory() as tmp:
-        sets = make_sets(Path(tmp), args.small, args.large)
+        work = Path(tmp)
+        sets = make_sets(work, args.small, args.large)
         print(f"inputs: {args.small} Val X-rays at 256 px; {args.large} Val X-rays upscaled to "
-              f"{LARGE[0]}x{LARGE[1]} PNG (built here, in {tmp})")
-        start = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        print(f"Ray started in {time.perf_counter() - start:.1f} s ({os.cpu_count()} CPUs)\n")
-        print(f"{'set':<16}{'X-rays':>7}{'plain X-rays/s':>16}{'ray X-rays/s':>14}   plain, s per X-ray")
-        for label, folder in sets.items():
-            count = len(list(folder.iterdir()))
-            plain = timed(lambda: run(plan([folder], Path(tmp) / "plain"), Path(tmp) / "plain", segmenter))
-            on_ray = timed(lambda: ray_engine.run(plan([folder], Path(tmp) / "ray"), Path(tmp) / "ray",
-                                                  workers=args.workers))
-            split = stages(folder, segmenter, Path(tmp) / "stages")
-            for out in ("plain", "ray", "stages"):
-                shutil.rmtree(Path(tmp) / out)
-            print(f"{label:<16}{count:>7}{count / plain:>16.2f}{count / on_ray:>14.2f}   "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
-        ray.shutdown()
-        cost = planning(sets["256 px PNG"], Path(tmp))
-        print("\nplanning, ms per file: " + ", ".join(f"{k} {v:.2f}" for k, v in cost.items()))
+              f"{LARGE[0]}x{LARGE[1]} PNG (built here, in {tmp}); {os.cpu_count()} CPUs")
+        compare_plain(sets, roots, work, args.repeat)
+        if args.png and args.large:
+            compare_png(sets[f"{LARGE[0]}x{LARGE[1]} PNG"], work)
+        if not args.no_ray:
+            compare_ray(sets, work, args.workers)
+        if args.small:
+            cost = planning(sets["256 px PNG"], work)
+            print("\nplanning, ms per file: " + ", ".join(f"{k} {v:.2f}" for k, v in cost.items()))
 
 
 if __name__ == "__main__":

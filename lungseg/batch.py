@@ -26,21 +26,29 @@ Rules it keeps, so that nothing a user gave is lost or overwritten and no count 
 - an input's outputs are written together (temporary names, then renamed), so an input that
   fails or is interrupted leaves none behind; ``manifest.csv`` gets one row per input and is
   merged with the folder's earlier manifest (rows keyed by input as given), never shrunk;
-- Ctrl-C raises ``Interrupted`` once the manifest of what was done is written.
+- ``run`` overlaps reading, the model and writing (the next input is decoded and the previous
+  ones written while the model runs: at most READ_AHEAD + 1 + WRITERS = 4 inputs held), and
+  writes what one input after the other would: the same files, rows and manifest;
+- Ctrl-C raises ``Interrupted`` once the writes under way are done and the manifest of what
+  was done is written.
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from . import rules, sources
 from .dicom import write_seg
-from .imageio import ImageError, encode_png, sniff
+from .imageio import ImageError, encode_png, read_input, sniff
 from .measure import side_labels
 from .sources import Entry, Source
 
@@ -56,6 +64,8 @@ EXISTING = ("error", "skip", "overwrite")
 DONE = ("ok", "low_quality")         # statuses of an input whose outputs were written
 #: DICOM elements that hold an image; a DICOM file without any (a DICOMDIR, a report) is no input.
 PIXEL_TAGS = ["PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+READ_AHEAD = 1      # inputs read and decoded ahead of the model (by one thread)
+WRITERS = 2         # inputs whose outputs are encoded and written at once (threads)
 WRITE_FAILED = "{file}: its outputs could not be written ({detail}); none were left behind."
 
 
@@ -460,30 +470,100 @@ class Writer:
             "message": " ".join(w["message"] for w in result.warnings)}
 
 
+def _read(job: Job) -> tuple:
+    """An input's pixels and DICOM facts (``imageio.read_input``), as the model takes them."""
+    return read_input(sources.fetch(job.source), str(job.source))
+
+
+def _handing_over(analyze: Callable[[], Analysis]) -> Callable[[], Analysis]:
+    """``analyze`` run now; what it gave (or raised) given again by the function returned, for
+    ``Writer.segmented`` to write (or turn into an error row) on another thread."""
+    try:
+        result = analyze()
+    except Exception as err:  # noqa: BLE001  (raised again where the row is made)
+        error = err
+
+        def failed() -> Analysis:
+            raise error
+        return failed
+    return lambda: result
+
+
+def _scheduled(jobs: Iterable[Job], settle: Callable[[Job], dict | None],
+               reading: ThreadPoolExecutor) -> Iterator[tuple[Job, dict | None, Future | None]]:
+    """Each job with the row it is settled with, or else the future of its read, started READ_AHEAD
+    inputs before the job is handed out."""
+    window: deque = deque()
+    for job in jobs:
+        row = settle(job)
+        window.append((job, row, None if row is not None else reading.submit(_read, job)))
+        while window and (window[0][1] is not None or sum(read is not None for *_, read in window) > READ_AHEAD):
+            yield window.popleft()
+    yield from window
+
+
+def _finish(writing: ThreadPoolExecutor) -> None:
+    """Wait for every write under way, also through a second Ctrl-C, so that no input is left
+    half written and every input whose files were written has its row."""
+    while True:
+        try:
+            return writing.shutdown(wait=True)
+        except KeyboardInterrupt:
+            continue
+
+
 def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = None,
         overlay: bool = True, existing: str = "error", min_quality: float | None = None,
         labels: bool = False, progress: Callable[[list[Job]], Iterable[Job]] = iter) -> Summary:
-    """Segment every job into ``out``, one after the other (``Writer`` says what is written); bad
-    files become error rows and never stop the run.
+    """Segment every job into ``out`` (``Writer`` says what is written); bad files become error
+    rows and never stop the run.
 
-    The manifest is merged at the end, also on Ctrl-C, which then raises ``Interrupted`` (with
-    the summary so far); ``existing="skip"`` finishes the rest later.
+    Reading, the model and writing overlap: a thread reads and decodes READ_AHEAD inputs ahead of
+    the model, which runs here on one input at a time, while WRITERS threads encode and write the
+    outputs of the inputs before it; so at most READ_AHEAD + 1 + WRITERS inputs are held at once.
+    Rows, files and the manifest are those of one input after the other: a row is kept once its
+    input's files are written. The manifest is merged at the end, also on Ctrl-C, which then
+    raises ``Interrupted`` (with the summary so far) once the writes under way are done;
+    ``existing="skip"`` finishes the rest later.
     """
     out = Path(out)
     writer = Writer(out, overlay, labels, min_quality)
     earlier = read_manifest(out) if existing == "skip" else {}
-    summary = Summary(total=len(jobs))
+    done: list[tuple[dict, bool] | None] = [None] * len(jobs)   # (row, kept) of each job done
+    free = threading.BoundedSemaphore(WRITERS)
+
+    def write(index: int, job: Job, analyze: Callable[[], Analysis]) -> None:
+        try:
+            done[index] = writer.segmented(job, segmenter, analyze), False
+        finally:
+            free.release()
+
+    writes: list[Future] = []
+
+    reading = ThreadPoolExecutor(1, thread_name_prefix="lungseg-read")
+    writing = ThreadPoolExecutor(WRITERS, thread_name_prefix="lungseg-write")
+    stopped = False
     try:
-        for job in progress(jobs):
-            row = writer.settled(job, existing, earlier)
-            if row is not None and row["status"] in DONE:
-                summary.kept.add(row["input"])
-            summary.rows.append(row or writer.segmented(
-                job, segmenter, lambda: segmenter.analyze(sources.fetch(job.source), threshold=threshold,
-                                                          name=str(job.source))))
+        settle = partial(writer.settled, existing=existing, earlier=earlier)
+        for index, (job, row, read) in enumerate(_scheduled(progress(jobs), settle, reading)):
+            if row is not None:
+                done[index] = row, row["status"] in DONE
+                continue
+            analyze = _handing_over(lambda: segmenter.analyze_read([read.result()], threshold)[0])
+            free.acquire()
+            writes.append(writing.submit(write, index, job, analyze))
     except KeyboardInterrupt:
-        raise Interrupted(summary) from None
+        stopped = True
     finally:
+        reading.shutdown(wait=False, cancel_futures=True)
+        _finish(writing)
+        finished = [entry for entry in done if entry is not None]
+        summary = Summary([row for row, _ in finished], {row["input"] for row, kept in finished if kept},
+                          len(jobs))
         if summary.rows:
             write_manifest(out, summary.rows)
+    if stopped:
+        raise Interrupted(summary)
+    for future in writes:
+        future.result()          # an error that is no input's fault stops the run, as it happened
     return summary

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .measure import bounding_box  # noqa: E402
 from .rules import OVERLAY_OPACITY, OVERLAY_RGB  # noqa: E402
 
 MISSED_RGB = (255, 64, 64)     # lung the model missed
@@ -17,12 +18,18 @@ EXTRA_RGB = (255, 200, 0)      # non-lung the model called lung
 
 def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = OVERLAY_OPACITY,
             color: tuple[int, int, int] = OVERLAY_RGB) -> np.ndarray:
-    """The (H, W, 3) uint8 image with ``mask`` (H, W, 0/1) tinted in ``color``."""
-    out = image.astype(np.float32).copy()
-    tint = np.array(color, np.float32)
-    selected = mask.astype(bool)
-    out[selected] = (1 - opacity) * out[selected] + opacity * tint
-    return out.round().astype(np.uint8)
+    """The (H, W, 3) uint8 image with ``mask`` (H, W, 0/1) tinted in ``color``: each lung pixel
+    becomes ``(1 - opacity) * pixel + opacity * color``, rounded. The 256 values of each channel
+    are computed once (in float32, as pixel by pixel) and looked up on the crop around the mask."""
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    table = ((1 - opacity) * levels + opacity * np.array(color, np.float32)).round().astype(np.uint8)
+    out = image.astype(np.uint8, copy=True)
+    crop = bounding_box(mask)
+    part, selected = out[crop], mask[crop].astype(bool)
+    for channel in range(3):
+        values = part[..., channel]
+        np.copyto(values, table[values, channel], where=selected)
+    return out
 
 
 def difference_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray,

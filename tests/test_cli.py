@@ -23,7 +23,8 @@ from pydicom.data import get_testdata_file
 
 from conftest import ROOT, mask_of, requires_data, val_images
 from dicoms import dataset, encode
-from lungseg.batch import BatchError, plan, run
+from lungseg import batch, rules
+from lungseg.batch import BatchError, Writer, plan, run, write_manifest
 from lungseg.cli import main
 
 SUMMARY = re.compile(r"(\d+) of (\d+) input\(s\) segmented(?:, (\d+) with warnings)?(?:, (\d+) kept from an "
@@ -353,6 +354,80 @@ def test_skip_existing_keeps_only_complete_inputs_that_were_segmented_and_merges
     with pytest.raises(BatchError, match="not a LungSeg manifest"):
         plan([inputs], other, existing="skip")
     assert (other / "manifest.csv").read_text() == "patient,notes\n1,keep me\n"
+
+
+def _one_after_the_other(jobs, out, segmenter, **options) -> None:
+    """The plainest run: each input read, segmented and written before the next is read."""
+    writer = Writer(out, **options)
+    rows = [writer.settled(job, "error", {}) or writer.segmented(
+        job, segmenter, lambda job=job: segmenter.analyze(job.source, name=str(job.source))) for job in jobs]
+    write_manifest(out, rows)
+
+
+def _rows_anywhere(out) -> list[dict]:
+    """The manifest's rows with the output folder called OUT in messages, to compare two folders."""
+    return [{**row, "message": row["message"].replace(str(out), "OUT")} for row in _manifest(out)]
+
+
+def test_overlapped_engine_writes_what_one_input_after_the_other_writes(tmp_path, segmenter, monkeypatch):
+    """Reading, the model and writing overlap in `run`; its files (byte for byte) and manifest
+    equal those of a run doing one input after the other, on real X-rays of several sizes with
+    inputs that fail (truncated, text, outputs that cannot be written) between them; no more than
+    READ_AHEAD + 1 + WRITERS inputs are between being read and written at once; overlays are the
+    X-ray tinted as rules.json says, pixel for pixel."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    real = val_images(6)
+    rng = np.random.default_rng(3)
+    for k in range(6):
+        size = (300 + 40 * k, 256 + 30 * k)
+        grey = np.asarray(Image.open(real[k]).convert("L").resize(size[::-1])) if real else _xray(rng, size)
+        Image.fromarray(grey).save(inputs / f"x{k}.png")
+    data = (inputs / "x1.png").read_bytes()
+    (inputs / "x2b-truncated.png").write_bytes(data[: len(data) // 2])
+    (inputs / "x4b-notes.png").write_text("not an X-ray")
+    jobs = plan([inputs], tmp_path / "unused")
+    outs = {way: tmp_path / way for way in ("overlapped", "sequential")}
+    for out in outs.values():
+        (out / "x3.png.labels.png").mkdir(parents=True)          # x3's outputs cannot all be written
+
+    held, most = [], []
+    read, segmented = batch._read, Writer.segmented
+
+    def counted_read(job):
+        held.append(job)
+        most.append(len(held))
+        return read(job)
+
+    def counted_segmented(self, job, *args):
+        try:
+            return segmented(self, job, *args)
+        finally:
+            held.remove(job)
+    monkeypatch.setattr(batch, "_read", counted_read)
+    monkeypatch.setattr(Writer, "segmented", counted_segmented)
+    summary = run(jobs, outs["overlapped"], segmenter, labels=True)
+    monkeypatch.undo()
+    assert not held and 0 < max(most) <= batch.READ_AHEAD + 1 + batch.WRITERS
+    _one_after_the_other(jobs, outs["sequential"], segmenter, labels=True)
+
+    rows = _manifest(outs["overlapped"])
+    assert _rows_anywhere(outs["overlapped"]) == _rows_anywhere(outs["sequential"])
+    assert "x3.png: its outputs could not be written (Is a directory" in rows[4]["message"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "error", "error", "ok", "error", "ok"]
+    assert [r["input"] for r in rows] == [str(job.source) for job in jobs] == [r["input"] for r in summary.rows]
+    digests = {way: {str(p.relative_to(out)): d for p, d in _digests(out).items() if p.name != "manifest.csv"}
+               for way, out in outs.items()}
+    assert digests["overlapped"] == digests["sequential"]
+    assert _on_disk(outs["overlapped"]) == _named(rows) | {r["labels"] for r in rows if r["labels"]}
+    for k in (0, 5):
+        image = np.asarray(Image.open(inputs / f"x{k}.png").convert("RGB")).astype(np.float32)
+        mask = np.asarray(Image.open(outs["overlapped"] / f"x{k}.png.mask.png")) > 0
+        opacity, color = rules.OVERLAY_OPACITY, np.array(rules.OVERLAY_RGB, np.float32)
+        expected = image.copy()
+        expected[mask] = (1 - opacity) * image[mask] + opacity * color
+        tinted = np.asarray(Image.open(outs["overlapped"] / f"x{k}.png.overlay.png"))
+        assert np.array_equal(tinted, expected.round().astype(np.uint8)) and 0 < mask.mean() < 1
 
 
 def test_ctrl_c_stops_with_one_line_a_manifest_and_whole_files(tmp_path):
