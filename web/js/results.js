@@ -37,14 +37,18 @@ export function outputNames(names) {
 export function outputName(rules, name, kind) { return name + rules.outputs[kind]; }
 
 /** lungseg.plots.overlay: the RGB pixels of `rgba` (ImageData.data) with `mask` tinted in `color`,
- *  in float32 arithmetic rounded half to even, as NumPy computes it, so both give the same PNG. */
+ *  in float32 arithmetic rounded half to even, as NumPy computes it (a table of the 256 values of
+ *  each channel), so both give the same PNG. */
 export function overlayRgb(rgba, mask, opacity, color) {
-  const f = Math.fround, keep = f(1 - opacity), tint = color.map((c) => f(f(opacity) * c));
+  const f = Math.fround, keep = f(1 - opacity), table = new Uint8Array(256 * 3);
+  for (let v = 0; v < 256; v++) {
+    for (let c = 0; c < 3; c++) table[3 * v + c] = roundHalfEven(f(f(keep * v) + f(f(opacity) * color[c])));
+  }
   const out = new Uint8Array(mask.length * 3);
   for (let i = 0; i < mask.length; i++) {
     for (let c = 0; c < 3; c++) {
       const v = rgba[4 * i + c];
-      out[3 * i + c] = mask[i] ? roundHalfEven(f(f(keep * v) + tint[c])) : v;
+      out[3 * i + c] = mask[i] ? table[3 * v + c] : v;
     }
   }
   return out;
