@@ -12,12 +12,13 @@ set_input_files), waits for every one, then clicks Download all (.zip) and waits
 Prints, per size, the X-rays and the median seconds per X-ray (from one X-ray finishing to the
 next: decoding, model, mask, checks and display copies); the drop's total; the main thread's
 longest task (Long Tasks API: every task over 50 ms is reported) and its longest pause (a 10 ms
-timer) during the drop and during the zip; peak memory, sampled 4 times a second: the resident
-memory (RSS) of all Chromium processes together and of the largest renderer (the page with its
-workers); the page's JS heap with its ArrayBuffers at the end (CDP Runtime.getHeapUsage); the
-zip's time and size. --before REV first runs the page of git revision REV (its web/js,
-index.html, css and sw.js, with today's vendor/ and model/) on the first --before-count X-rays of
-the same folder, in the same run, for a before/after comparison.
+timer) during the drop and during the zip (on a machine busy with other work the operating
+system may hold the page's thread back: that lengthens both); peak memory, sampled 4 times a
+second: the resident memory (RSS) of all Chromium processes together and of the largest renderer
+(the page with its workers); the page's JS heap with its ArrayBuffers at the end (CDP
+Runtime.getHeapUsage); the zip's time and size. --before REV first runs the page of git revision
+REV (its web/js, index.html, css and sw.js, with today's vendor/ and model/) on the first
+--before-count X-rays of the same folder, in the same run, for a before/after comparison.
 Targets (issue 21): every X-ray segmented; no main-thread task over 100 ms; memory that does not
 grow with the number of X-rays.
 """
@@ -50,12 +51,13 @@ LONG_TASK_MS = 100
 WAIT_S = 3 * 3600
 PAGE_FILES = ["web/js", "web/index.html", "web/css", "web/sw.js"]
 
-# The main thread's long tasks and pauses, and when each item finished (by its data-id).
-WATCH_JS = """() => {
+# The main thread's long tasks, its pauses (with `pauses`: a 10 ms timer, itself a task to run),
+# and when each item finished (by its data-id).
+WATCH_JS = """(pauses) => {
   const w = window.benchWatch = { longTasks: [], maxGap: 0, last: performance.now(), finished: {} };
   new PerformanceObserver((list) => { for (const e of list.getEntries()) w.longTasks.push(e.duration); })
     .observe({ type: 'longtask' });
-  w.timer = setInterval(() => { const now = performance.now(); w.maxGap = Math.max(w.maxGap, now - w.last); w.last = now; }, 10);
+  if (pauses) setInterval(() => { const now = performance.now(); w.maxGap = Math.max(w.maxGap, now - w.last); w.last = now; }, 10);
   new MutationObserver((records) => {
     for (const { target: li } of records) {
       if (['done', 'error', 'cancelled'].includes(li.dataset.status) && !(li.dataset.id in w.finished)) w.finished[li.dataset.id] = performance.now();
@@ -153,7 +155,7 @@ def open_page(browser, base: str):
     page.wait_for_function("document.body.dataset.ready", timeout=120_000)
     if page.evaluate("document.body.dataset.ready") != "true":
         raise SystemExit(f"the page could not load the model: {page.inner_text('#status')}")
-    page.evaluate(WATCH_JS)
+    page.evaluate(WATCH_JS, True)
     return page
 
 

@@ -50,7 +50,7 @@ def page(browser, site):  # noqa: F811
     tab.goto(site + "?backend=wasm&nosw")
     tab.wait_for_function("document.body.dataset.ready", timeout=TIMEOUT)
     assert tab.evaluate("document.body.dataset.ready") == "true", tab.inner_text("#status")
-    tab.evaluate(drop.WATCH_JS)
+    tab.evaluate(drop.WATCH_JS, False)
     tab.errors = errors
     yield tab
     context.close()
