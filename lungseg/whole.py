@@ -1,0 +1,214 @@
+"""The two-output model: the visible lung field (today's default) and the whole lung, one VGG19 pass.
+
+COVID-QU-Ex's masks, and so the default model, outline the visible lung field; V7's and Shenzhen's
+outline the whole lung (behind the heart and below the dome of the diaphragm too). ``build`` keeps
+every layer and weight of the default, so its ``probability`` output is today's bit for bit, and adds
+a small branch on the default's own decoder features that outputs ``whole_probability``. ``train``
+fits that branch alone (everything shared frozen) on the training part of v7-whole-lung
+(``split``: a fixed held-out part); ``evaluate`` scores both outputs against whole-lung masks, made
+as lungseg.inference makes masks (working-size output, resized and cleaned up band by band).
+
+    .venv/bin/python scripts/train_whole.py --out runs/whole
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import bundle, losses, metrics
+from .augment import AUGMENTATION, make_augmenter
+from .datasets import Sample, find_samples
+from .evaluation import at_truth_size
+from .imageio import read_image
+from .layers import Resize, ResizeLike, resize_input
+from .models import _conv
+from .postprocess import ProbabilityMap, full_size_mask
+from .training import SEED, dataset, load_arrays
+
+VISIBLE, WHOLE = "probability", "whole_probability"   # the two outputs' layer names
+PREFIX = "whole_"             # every layer of the branch; all others are the default's, frozen
+WIDTH = 48                    # the branch's channels at 1/4 scale (then 32 at 1/2, 16 at full)
+HELD_OUT = 0.2                # share of v7-whole-lung held out for selection and figures
+PAIRS = "pairs.csv"           # v7-whole-lung's table: which X-rays COVID-QU-Ex also holds
+PAIRED_IN_VAL = "covidqu-ex/Val/"
+THRESHOLD = 0.5
+EPOCHS, BATCH_SIZE, LEARNING_RATE = 30, 8, 2e-3
+WORST_SHARE = 0.05            # "worst 5%": the mean Dice of the lowest 5% of X-rays
+
+
+def split(root: str | Path, seed: int = SEED) -> tuple[list[Sample], list[Sample]]:
+    """(training, held-out) X-rays of v7-whole-lung, fixed by ``seed`` whatever the listing order.
+
+    Held out: every X-ray whose COVID-QU-Ex copy is in Val (the default was selected on Val; it
+    must not train the branch either), then a seeded draw of those COVID-QU-Ex does not hold here,
+    up to ``HELD_OUT`` of all. So no held-out X-ray was ever seen by the default's training (its
+    Train copies all train the branch), and held-out figures are out of sample for the whole net.
+    """
+    root = Path(root)
+    samples = {s.image.name: s for s in find_samples(root)}
+    with open(root / PAIRS, newline="") as table:
+        copy = {row["image"]: row["same_xray_in_covidqu_ex"] for row in csv.DictReader(table)}
+    names = sorted(samples)
+    in_val = [n for n in names if copy.get(n, "").startswith(PAIRED_IN_VAL)]
+    unpaired = [n for n in names if not copy.get(n)]
+    wanted = round(HELD_OUT * len(names)) - len(in_val)
+    drawn = [unpaired[i] for i in np.random.default_rng(seed).permutation(len(unpaired))[:max(wanted, 0)]]
+    held = set(in_val) | set(drawn)
+    return ([samples[n] for n in names if n not in held], [samples[n] for n in names if n in held])
+
+
+def build(base: keras.Model) -> keras.Model:
+    """The default ``base`` with a whole-lung branch: outputs [``probability``, ``whole_probability``].
+
+    The branch reads the decoder's context at 1/4 scale (``global_add``), its fused map at 1/2
+    (``half_fuse_relu``) and the block1 projection at full scale (``full_skip_relu``), and adds
+    what it finds to the visible logits (the whole lung contains the visible field): it starts as
+    the visible output and learns the difference. Base's layers are shared, not copied.
+    """
+    size = base.get_layer("preprocess").size
+    context = base.get_layer("global_add").output
+    half = base.get_layer("half_fuse_relu").output
+    full = base.get_layer("full_skip_relu").output
+    visible = base.get_layer("logits").output
+    w = _conv(context, WIDTH, 3, PREFIX + "ctx")
+    w = _conv(w, WIDTH, 3, PREFIX + "ctx_d2", dilation=2)
+    w = keras.layers.Concatenate(name=PREFIX + "half_cat")([Resize(size // 2, name=PREFIX + "half_up")(w), half])
+    w = _conv(w, 32, 1, PREFIX + "half")
+    w = keras.layers.Concatenate(name=PREFIX + "full_cat")([Resize(size, name=PREFIX + "full_up")(w), full])
+    w = _conv(w, 16, 1, PREFIX + "full")
+    extra = keras.layers.Conv2D(1, 1, kernel_initializer="zeros", name=PREFIX + "extra")(w)
+    logits = keras.layers.Add(name=PREFIX + "logits")([visible, extra])
+    logits = ResizeLike(name=PREFIX + "to_input_size")([logits, base.input])
+    whole = keras.layers.Activation("sigmoid", name=WHOLE)(logits)
+    return keras.Model(base.input, [base.output, whole], name=f"{base.name}_whole")
+
+
+def branch_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The whole-lung branch's own layers (the only ones ``train`` changes)."""
+    return [layer for layer in model.layers if layer.name.startswith(PREFIX) or layer.name == WHOLE]
+
+
+def freeze_shared(model: keras.Model) -> None:
+    """Everything but the branch frozen (its batch norms in inference mode too)."""
+    branch = {id(layer) for layer in branch_layers(model)}
+    for layer in model.layers:
+        layer.trainable = id(layer) in branch
+
+
+def working_size(model: keras.Model) -> tuple[keras.Model, dict]:
+    """Both outputs at the model's working size: a model giving [visible, whole] logits before
+    their resize to the input's size, and each output's head (its sigmoid) for ProbabilityMap."""
+    resizes = {name: model.get_layer(name) for name in ("to_input_size", PREFIX + "to_input_size")}
+    working = keras.Model(model.input, [r.input[0] for r in resizes.values()], name=f"{model.name}_working")
+    heads = {out: (lambda band, layer=model.get_layer(out): np.asarray(layer(band))) for out in (VISIBLE, WHOLE)}
+    return working, heads
+
+
+def masks(model: keras.Model, images: list[np.ndarray], card: dict) -> list[dict[str, np.ndarray]]:
+    """Both masks of each (H, W, 3) uint8 image at its own size: {VISIBLE: mask, WHOLE: mask},
+    thresholded at the card's thresholds and cleaned up by its postprocess, as Segmenter does."""
+    working, heads = working_size(model)
+    size = model.get_layer("preprocess").size
+    post = card.get("postprocess", {})
+    keep, fill = int(post.get("keep_largest", 0)), bool(post.get("fill_holes", False))
+    thresholds = card.get("thresholds", {VISIBLE: card.get("threshold", THRESHOLD), WHOLE: THRESHOLD})
+    out = []
+    for image in images:
+        values = working(resize_input(image, size)[None], training=False)
+        maps = {name: ProbabilityMap(np.asarray(v)[0, ..., 0], image.shape[:2], heads[name])
+                for name, v in zip((VISIBLE, WHOLE), values)}
+        out.append({name: full_size_mask(p, thresholds[name], keep, fill, features=False)[0]
+                    for name, p in maps.items()})
+    return out
+
+
+def evaluate(model: keras.Model, samples: list[Sample], card: dict) -> dict:
+    """Both outputs scored against each sample's (whole-lung) mask at the truth's size: per-image
+    rows and, per output, the mean metrics and the mean Dice of the worst ``WORST_SHARE``."""
+    rows = []
+    for sample in samples:
+        image, truth = read_image(sample.image), sample.read_mask()
+        (found,) = masks(model, [image], card)
+        rows.append({"image": sample.name, **{f"{name}_dice": metrics.score(truth, at_truth_size(m, truth))["dice"]
+                                              for name, m in found.items()},
+                     "whole": metrics.score(truth, at_truth_size(found[WHOLE], truth))})
+    summary = {"images": len(rows)}
+    for name in (VISIBLE, WHOLE):
+        dice = np.sort([r[f"{name}_dice"] for r in rows])
+        worst = dice[:max(1, int(np.ceil(WORST_SHARE * len(dice))))]
+        summary[name] = {"dice": float(dice.mean()), "dice_worst_5pct": float(worst.mean()),
+                         "dice_min": float(dice[0])}
+    summary[WHOLE].update({k: metrics.summarize([r["whole"] for r in rows])[k]
+                           for k in ("iou", "precision", "recall", "hd95")})
+    return {"summary": summary, "images": [{k: v for k, v in r.items() if k != "whole"} for r in rows]}
+
+
+class HeldOutDice(keras.callbacks.Callback):
+    """After each epoch, the whole-lung Dice on held-out images at the training size (thresholded,
+    no clean-up): the figure the best epoch is chosen on."""
+
+    def __init__(self, images: np.ndarray, truth: np.ndarray):
+        super().__init__()
+        self.images, self.truth = images.astype(np.float32), truth[..., 0].astype(bool)
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.images, batch_size=BATCH_SIZE, verbose=0)[..., 0]
+        logs["val_dice"] = float(np.mean([metrics.score(t, p >= THRESHOLD)["dice"]
+                                          for t, p in zip(self.truth, probs)]))
+
+
+def train(model: keras.Model, train_samples: list[Sample], held_samples: list[Sample] | None = None,
+          out: str | Path | None = None, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE,
+          learning_rate: float = LEARNING_RATE, seed: int = SEED, augment: bool = True) -> dict:
+    """Fit the whole-lung branch of ``model`` (from ``build``) on ``train_samples``, all else frozen.
+
+    Augmented as lungseg.augment does (geometry with the mask, photometry), BCE + soft Dice loss,
+    cosine-decayed Adam. With ``held_samples`` the branch weights of the best held-out epoch are
+    kept. With ``out``, each epoch's figures go to ``out/history.json``. Returns the summary.
+    """
+    keras.utils.set_random_seed(seed)
+    freeze_shared(model)
+    trainer = keras.Model(model.input, model.get_layer(WHOLE).output, name="whole_trainer")
+    steps = epochs * int(np.ceil(len(train_samples) / batch_size))
+    trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        learning_rate, steps, alpha=0.02)), loss=losses.bce_dice_loss)
+    train_x, train_y = load_arrays(train_samples)
+    data = dataset(train_x, train_y, batch_size, make_augmenter(seed) if augment else None, shuffle_seed=seed)
+    history, best = [], None
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: history.append({"started": time.time()}))]
+    if held_samples:
+        callbacks.append(HeldOutDice(*load_arrays(held_samples)))
+
+    def record(epoch, logs):
+        nonlocal best
+        row = history[-1]
+        row.update(epoch=epoch + 1, seconds=round(time.time() - row.pop("started"), 1),
+                   **{k: float(v) for k, v in logs.items()})
+        if held_samples and (best is None or row["val_dice"] > best[0]["val_dice"]):
+            best = (dict(row), [layer.get_weights() for layer in branch_layers(model)])
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "history.json").write_text(json.dumps(history, indent=1))
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=record))
+    trainer.fit(data, epochs=epochs, callbacks=callbacks, verbose=0)
+    if best:
+        for layer, weights in zip(branch_layers(model), best[1]):
+            layer.set_weights(weights)
+    chosen = best[0] if best else history[-1]
+    return {"best_epoch": chosen["epoch"], "epochs": epochs, "train_images": len(train_samples),
+            "held_out_images": len(held_samples or []), "held_out_dice_at_best": chosen.get("val_dice"),
+            "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"],
+            "training_seconds": round(sum(r["seconds"] for r in history)),
+            "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+            "augmentation": AUGMENTATION if augment else "none", "history": history}
+
+
+def load_default() -> keras.Model:
+    """The committed default model (the shared part of the two-output model)."""
+    return bundle.load(bundle.DEFAULT_MODEL)[0]
+
