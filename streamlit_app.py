@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from app import analysis, component, models, results
+from app import analysis, component, download, models, results
 from app.results import preview
 from app.xray import flagged, show_result
 from lungseg import rules
@@ -53,6 +53,10 @@ TABLE = {
     "error": st.column_config.TextColumn("Why it was not segmented"),
 }
 AREAS = ["lung_fraction", "image_left_fraction", "image_right_fraction"]
+ZIP_LABEL = "Download all: masks, overlays and figures (zip)"
+ZIP_HELP = ("Laid out like `lungseg predict --labels`'s output folder: NAME.mask.png, "
+            "NAME.overlay.png, NAME.labels.png, NAME.seg.dcm (DICOMs) and manifest.csv; "
+            "scores.csv adds the model, threshold, time and Dice.")
 CM2 = ["lung_cm2", "image_left_cm2", "image_right_cm2"]
 OPTIONAL = {"quality", "dice", "iou"}      # shown when some row has a value
 
@@ -220,13 +224,16 @@ def results_table(rows: list[dict], entries: list[dict], opacity: float, folder:
             if failure:
                 st.error(failure + " The zip holds its mask, overlay and labels, without it.")
     scores = [{"input": r["file"], **{k: r.get(k) for k in analysis.SCORE_COLUMNS[1:]}} for r in rows]
-    st.download_button("Download all: masks, overlays and figures (zip)",
-                       lambda: results.bundle(entries, scores, opacity, folder),
-                       file_name="lungseg-results.zip", mime="application/zip",
-                       on_click="ignore", key="zip", type="primary",
-                       help="Laid out like `lungseg predict --labels`'s output folder: NAME.mask.png, "
-                            "NAME.overlay.png, NAME.labels.png, NAME.seg.dcm (DICOMs) and "
-                            "manifest.csv; scores.csv adds the model, threshold, time and Dice.")
+    seg = results.load_segmenter(folder)
+
+    def pieces():
+        return results.bundle(entries, scores, opacity, seg)
+    if download.serving():      # streamed, an X-ray at a time (make run)
+        st.html(download.link(download.offer(pieces), ZIP_LABEL, ZIP_HELP.replace("`", "")))
+    else:                       # held whole in memory until Streamlit drops it
+        st.download_button(ZIP_LABEL, lambda: b"".join(pieces()), file_name=download.FILE_NAME,
+                           mime="application/zip", on_click="ignore", key="zip", type="primary",
+                           help=ZIP_HELP)
 
 
 def segment_all(files: list, truth_files: dict, matches: dict, folder: str, threshold: float,

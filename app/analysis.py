@@ -13,7 +13,7 @@ import io
 import os
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import PurePath
 
 import numpy as np
@@ -23,7 +23,8 @@ from lungseg.imageio import encode_png
 from lungseg.measure import side_labels
 from lungseg.plots import overlay
 
-OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, to keep their copies small
+OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, in the X-ray's own pixels
+PIECE_BYTES = 2**20    # the zip goes out in pieces of at most this (views of what was written)
 SCORES = "scores.csv"
 SCORE_COLUMNS = ["input", "model", "threshold", "inference_ms", "dice", "iou"]
 
@@ -45,13 +46,14 @@ def overlap(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"dice": 2 * both / total if total else 1.0, "iou": both / either if either else 1.0}
 
 
-def full_overlay(image: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:
-    """lungseg.plots.overlay of a full-size X-ray, computed in bands of rows."""
-    out = np.empty_like(image)
+def tint(image: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:
+    """lungseg.plots.overlay of a full-size X-ray made in its own pixels, a band of rows at a time:
+    ``image`` (a copy the caller may give up, copied first only if read-only) becomes the overlay."""
+    image = np.require(image, requirements="W")
     for top in range(0, image.shape[0], OVERLAY_ROWS):
         rows = slice(top, top + OVERLAY_ROWS)
-        out[rows] = overlay(image[rows], mask[rows], opacity)
-    return out
+        image[rows] = overlay(image[rows], mask[rows], opacity)
+    return image
 
 
 _MASK_SUFFIX = re.compile(r"([ _.-]?(lung[ _-]?)?(mask|gt|truth|label|seg))+$", re.IGNORECASE)
@@ -133,28 +135,72 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
 def output_files(out: str, image: np.ndarray, mask: np.ndarray, opacity: float,
                  seg: bytes | None) -> dict[str, bytes]:
     """One X-ray's output files by name: mask (0/255), overlay, side labels and, for a DICOM
-    whose Segmentation was written, that."""
+    whose Segmentation was written, that. ``image`` is tinted in place (see ``tint``)."""
     files = {output(out, "mask"): encode_png(mask),
-             output(out, "overlay"): encode_png(full_overlay(image, mask, opacity)),
-             output(out, "labels"): encode_png(side_labels(mask), scale=False)}
+             output(out, "labels"): encode_png(side_labels(mask), scale=False),
+             output(out, "overlay"): encode_png(tint(image, mask, opacity))}
     if seg is not None:
         files[output(out, "seg")] = seg
     return files
 
 
-def build_zip(items: Iterable[tuple[dict, dict[str, bytes]]], scores: list[dict]) -> bytes:
-    """The zip of (manifest row, output files) items, an iterator, so one X-ray's files are held
-    at a time: the files at the top level, manifest.csv (rules.json's columns) and scores.csv."""
-    buffer = io.BytesIO()
+class _Pieces(io.RawIOBase):
+    """A stream whose bytes are handed out as they are ``take``n; it seeks back within what has
+    not been taken yet (zipfile completes each member's header so), so the zip is the one a file
+    would hold."""
+
+    def __init__(self):
+        super().__init__()
+        self._buffer, self._taken = io.BytesIO(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._buffer.write(data)
+
+    def tell(self) -> int:
+        return self._taken + self._buffer.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            offset -= self._taken
+        return self._taken + self._buffer.seek(offset, whence)
+
+    def take(self) -> bytes:
+        data, self._buffer = self._buffer.getvalue(), io.BytesIO()
+        self._taken += len(data)
+        return data
+
+
+def _slices(data: bytes) -> Iterator[memoryview]:
+    view = memoryview(data)
+    return (view[start:start + PIECE_BYTES] for start in range(0, len(data), PIECE_BYTES))
+
+
+def zip_pieces(items: Iterable[tuple[dict, dict[str, bytes]]], scores: list[dict]) -> Iterator[memoryview]:
+    """The zip of (manifest row, output files) items, an iterator, written as the items come and
+    handed out in pieces of at most PIECE_BYTES, a file at a time, so that one X-ray's files are
+    held at a time, never the whole zip: the files at the top level, then manifest.csv
+    (rules.json's columns) and scores.csv."""
+    stream = _Pieces()
     rows = []
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as bundle:
         for row, files in items:
             rows.append(row)
-            for name, data in files.items():
-                bundle.writestr(name, data)
+            for name in list(files):
+                data = files.pop(name)
+                # PNGs are deflated already: stored as they are (deflating again gains nothing
+                # and took as long as encoding them)
+                bundle.writestr(name, data, zipfile.ZIP_STORED if name.endswith(".png") else None)
+                del data                     # only the zip's copy is held while it goes out
+                yield from _slices(stream.take())
         bundle.writestr(rules.OUTPUTS["manifest"], csv_text(rows, rules.MANIFEST_COLUMNS))
         bundle.writestr(SCORES, csv_text(scores, SCORE_COLUMNS))
-    return buffer.getvalue()
+    yield from _slices(stream.take())        # the last members and the central directory
 
 
 def rle_encode(mask: np.ndarray) -> list[int]:

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import streamlit as st
@@ -178,20 +179,19 @@ def labels_png(result: dict) -> bytes:
 def overlay_png(data: bytes, name: str, result: dict, opacity: float) -> bytes:
     """The full-size X-ray with its mask tinted, as a PNG."""
     with WORK:
-        return encode_png(analysis.full_overlay(decode(data, name), full_mask(result), opacity))
+        return encode_png(analysis.tint(decode(data, name), full_mask(result), opacity))
 
 
-def _seg(xray, mask: np.ndarray, folder: str) -> bytes:
-    """The DICOM Segmentation of ``mask``, right and left lung as two segments (as ``lungseg
-    predict --labels`` writes it, beside NAME.labels.png)."""
-    seg = load_segmenter(folder)
+def _seg(xray, mask: np.ndarray, seg: Segmenter) -> bytes:
+    """The DICOM Segmentation of ``mask`` by ``seg``'s model, right and left lung as two segments
+    (as ``lungseg predict --labels`` writes it, beside NAME.labels.png)."""
     return write_seg(xray, mask, seg.name, str(seg.card.get("version", "")), labelled=True)
 
 
-def dicom_seg(data: bytes, name: str, result: dict, folder: str) -> bytes:
+def dicom_seg(data: bytes, name: str, result: dict, seg: Segmenter) -> bytes:
     """A DICOM upload's mask as a DICOM Segmentation (its header re-read from the upload)."""
     with WORK:
-        return _seg(read_input(data, name)[1], full_mask(result), folder)
+        return _seg(read_input(data, name)[1], full_mask(result), seg)
 
 
 def _seg_failure(err: Exception, name: str) -> str:
@@ -204,7 +204,7 @@ def seg_failure(data: bytes, name: str, result: dict, folder: str) -> str:
     and model, so a failure is said on the page, not at the download. Only the verdict is kept."""
     def attempt() -> str:
         try:
-            dicom_seg(data, name, result, folder)
+            dicom_seg(data, name, result, load_segmenter(folder))
         except Exception as err:  # noqa: BLE001  (any failure: the user is told, the rest goes on)
             return _seg_failure(err, name)
         return ""
@@ -212,25 +212,27 @@ def seg_failure(data: bytes, name: str, result: dict, folder: str) -> str:
     return store().get_or_compute(key, attempt)
 
 
-def bundle(entries: list[dict], scores: list[dict], opacity: float, folder: str) -> bytes:
-    """The all-results zip (analysis.build_zip) of every upload (entries: name, out, data, result),
-    built one X-ray at a time, with a DICOM Segmentation by the model in ``folder`` for each DICOM
-    input; one that cannot be written is left out and its row says why."""
-    def items():
-        for entry in entries:
-            name, out, result = entry["name"], entry["out"], entry["result"]
-            if "error" in result:
-                yield analysis.manifest_row(name, out, result), {}
-                continue
-            with WORK:
-                image, xray = read_input(entry["data"], name)
-                mask = full_mask(result)
-                seg, failure = None, ""
-                if xray is not None:
-                    try:
-                        seg = _seg(xray, mask, folder)
-                    except Exception as err:  # noqa: BLE001  (the zip goes on without it)
-                        failure = _seg_failure(err, name)
-                yield (analysis.manifest_row(name, out, result, failure),
-                       analysis.output_files(out, image, mask, opacity, seg))
-    return analysis.build_zip(items(), scores)
+def _bundled(entry: dict, opacity: float, seg: Segmenter) -> tuple[dict, dict[str, bytes]]:
+    """One upload's manifest row and output files, with a DICOM Segmentation by ``seg``'s model
+    for a DICOM input (one that cannot be written is left out and its row says why)."""
+    name, out, result = entry["name"], entry["out"], entry["result"]
+    if "error" in result:
+        return analysis.manifest_row(name, out, result), {}
+    with WORK:
+        image, xray = read_input(entry["data"], name)
+        mask = full_mask(result)
+        written, failure = None, ""
+        if xray is not None:
+            try:
+                written = _seg(xray, mask, seg)
+            except Exception as err:  # noqa: BLE001  (the zip goes on without it)
+                failure = _seg_failure(err, name)
+        return (analysis.manifest_row(name, out, result, failure),
+                analysis.output_files(out, image, mask, opacity, written))
+
+
+def bundle(entries: list[dict], scores: list[dict], opacity: float, seg: Segmenter) -> Iterator[memoryview]:
+    """The all-results zip (analysis.zip_pieces) of every upload (entries: name, out, data,
+    result) with ``seg``'s DICOM Segmentations, a piece at a time: each X-ray's files are made
+    (holding WORK) when the zip reaches it, and only they are held while they go out."""
+    return analysis.zip_pieces((_bundled(entry, opacity, seg) for entry in entries), scores)

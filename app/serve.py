@@ -1,4 +1,5 @@
-"""``streamlit run streamlit_app.py`` with the default model loaded first, in the same process.
+"""``streamlit run app/asgi.py`` (streamlit_app.py and its zip route) with the default model
+loaded first, in the same process.
 
     python -m app.serve [streamlit options, e.g. --server.port 8501]
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from streamlit.web import cli
 
-APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+APP = Path(__file__).resolve().parent / "asgi.py"
 
 
 def warm_up() -> float:

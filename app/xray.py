@@ -75,8 +75,9 @@ def downloads(entry: dict, folder: str, opacity: float) -> None:
     if failure:
         cols[3].error(failure)
         return
+    seg = results.load_segmenter(folder)
     cols[3].download_button(
-        "Download DICOM Segmentation", lambda: results.dicom_seg(entry["data"], name, result, folder),
+        "Download DICOM Segmentation", lambda: results.dicom_seg(entry["data"], name, result, seg),
         file_name=output(out, "seg"), mime="application/dicom", on_click="ignore", key=f"seg::{out}",
         help="The right and the left lung as two segments. References the X-ray and copies its "
              "patient and study attributes, so a PACS files it with the X-ray.")

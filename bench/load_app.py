@@ -3,15 +3,18 @@
 
     .venv/bin/python bench/load_app.py --sessions 4 [--per-session 1] [--port 0]
     .venv/bin/python bench/load_app.py --large [--sessions 3 --per-session 2] [--root CHECKOUT]
+    .venv/bin/python bench/load_app.py --large --sessions 1 --per-session 6 --steps 2   # 3, then 3 more
 
 Starts the app as ``make run`` does (``scripts/start.py --no-web``) on a free 127.0.0.1 port,
 times the first visit (one page uploads one X-ray right after the server answers), then opens
 N pages in Debian's Chromium (Playwright) that each upload different real X-rays from
 ../shared at once, wait for the results, download the zip and check every mask against
 ``lungseg`` Python inference (exact). Prints throughput, latencies and the server's resident
-memory (RSS): its peak and what it keeps after the sessions close. ``--large`` uploads
-20-25 megapixel X-rays made from real ones (upscaled); ``--root`` runs another checkout's app
-(e.g. an older commit, to compare).
+memory (RSS): its peak and what it keeps after the sessions close, with the load average (other
+work on the machine slows the sessions down). ``--large`` uploads 20-25 megapixel X-rays made from
+real ones (upscaled); ``--steps`` makes each session add its X-rays in that many uploads, each
+once the results of the one before are shown; ``--root`` runs another checkout's app (e.g. an
+older commit, to compare).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -95,7 +99,9 @@ class RssMonitor(threading.Thread):
             time.sleep(self.every)
 
 
-async def session(browser, url: str, files: list[Path], tmp: Path, index: int) -> dict:
+async def session(browser, url: str, files: list[Path], tmp: Path, index: int, steps: int = 1) -> dict:
+    """One page adds ``files`` in ``steps`` uploads, each once the one before has its results,
+    then downloads the zip; the seconds from the first upload to the last results."""
     context = await browser.new_context(accept_downloads=True)
     page = await context.new_page()
     page.set_default_timeout(600_000)
@@ -104,10 +110,15 @@ async def session(browser, url: str, files: list[Path], tmp: Path, index: int) -
         file_input = page.locator("input[type=file]").first
         await file_input.wait_for(state="attached")
         started = time.perf_counter()
-        await file_input.set_input_files([str(f) for f in files])
-        button = page.get_by_role("button", name=ZIP_BUTTON)
+        size = -(-len(files) // steps)
+        for first in range(0, len(files), size):
+            await file_input.set_input_files([str(f) for f in files[first:first + size]])
+            shown = min(len(files), first + size)       # the uploader adds to what it holds
+            await page.get_by_text(re.compile(rf"^{shown} of {shown} file\(s\) segmented")).wait_for()
+        # The zip's link (a button in apps before the streamed zip) appears once every upload of
+        # this session has a result.
+        button = page.get_by_role("link", name=ZIP_BUTTON).or_(page.get_by_role("button", name=ZIP_BUTTON))
         await button.wait_for(state="visible")
-        # The zip button appears once every upload of this session has a result.
         finished = time.perf_counter()
         async with page.expect_download() as info:
             await button.click()
@@ -120,12 +131,12 @@ async def session(browser, url: str, files: list[Path], tmp: Path, index: int) -
         await context.close()
 
 
-async def run_sessions(url: str, groups: list[list[Path]], tmp: Path) -> list[dict]:
+async def run_sessions(url: str, groups: list[list[Path]], tmp: Path, steps: int = 1) -> list[dict]:
     from playwright.async_api import async_playwright
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            return await asyncio.gather(*(session(browser, url, files, tmp, i)
+            return await asyncio.gather(*(session(browser, url, files, tmp, i, steps)
                                           for i, files in enumerate(groups)))
         finally:
             await browser.close()
@@ -162,6 +173,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--per-session", type=int, default=1, help="X-rays each session uploads")
+    parser.add_argument("--steps", type=int, default=1,
+                        help="uploads each session adds its X-rays in, one after the other's results")
     parser.add_argument("--port", type=int, default=0, help="app port (0: a free one)")
     parser.add_argument("--large", action="store_true",
                         help="upload 20-25 megapixel X-rays (real ones upscaled) instead of 256x256")
@@ -222,9 +235,11 @@ def measure(args, server, started: float, url: str, warmup: Path, groups: list[l
         first = asyncio.run(run_sessions(url, [[warmup]], tmp))[0]
         first_s = time.perf_counter() - t0
         idle_rss = rss_bytes(server.pid)
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
-        results = asyncio.run(run_sessions(url, groups, tmp))
+        results = asyncio.run(run_sessions(url, groups, tmp, args.steps))
         wall = time.perf_counter() - t0
+        load_after = os.getloadavg()[0]
         time.sleep(5)                                  # sessions closed: what does the server keep?
         after_rss = rss_bytes(server.pid)
         checked = check(results)
@@ -236,6 +251,7 @@ def measure(args, server, started: float, url: str, warmup: Path, groups: list[l
         mb = max(f.stat().st_size for r in results for f in r["files"]) / 2**20
         print(f"app: {args.root}")
         print(f"sessions: {args.sessions} at once, {args.per_session} X-ray(s) each "
+              f"{f'in {args.steps} uploads ' if args.steps > 1 else ''}"
               f"({total} X-rays, PNG, distinct files, sizes "
               f"{', '.join(f'{w}x{h}' for w, h in sizes)}, largest file {mb:.2f} MB); "
               f"masks checked: {checked}/{total} equal to lungseg")
@@ -252,6 +268,8 @@ def measure(args, server, started: float, url: str, warmup: Path, groups: list[l
         print(f"server RSS: after the first visit {idle_rss / 2**20:.0f} MiB, "
               f"peak {monitor.peak / 2**20:.0f} MiB, "
               f"5 s after the sessions closed {after_rss / 2**20:.0f} MiB")
+        print(f"load average (1 min) on this machine: {load_before:.2f} before the sessions, "
+              f"{load_after:.2f} after ({os.cpu_count()} cores)")
         return 0
     finally:
         monitor.stopped.set()

@@ -5,10 +5,12 @@ be equal, not close); nothing here assumes how good the committed model is.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import os
+import re
 import struct
 import sys
 import tomllib
@@ -28,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 st_testing = pytest.importorskip("streamlit.testing.v1")
 from streamlit.runtime.media_file_manager import MediaFileManager  # noqa: E402
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
 
-from app import analysis, results, serve  # noqa: E402
+from app import analysis, download, results, serve  # noqa: E402
 from app.store import ByteLRU  # noqa: E402
 from lungseg import ImageError, Segmenter, checks, read_image, read_mask, rules  # noqa: E402
 from lungseg.bundle import DEFAULT_MODEL, SEED_MODEL  # noqa: E402
@@ -592,6 +595,70 @@ def test_zip_is_laid_out_like_the_cli_output_folder(downloads, tmp_path, monkeyp
     scores = list(csv.DictReader(io.StringIO(zipped["scores.csv"].decode())))
     assert [(r["input"], r["threshold"]) for r in scores] == [
         ("xray.png", "0.500000"), ("xray.png", "0.500000"), ("chest.dcm", "0.500000")]
+
+
+def asgi_get(app, path: str) -> tuple[int, list[bytes]]:
+    """A GET of ``path`` from an ASGI app, without a server: the status and the body's pieces."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": b"", "headers": [], "scheme": "http", "server": ("test", 80),
+             "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1"}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], [bytes(m["body"]) for m in sent[1:] if m["body"]]
+
+
+def test_the_zip_goes_out_in_pieces():
+    """analysis.zip_pieces hands the zip out as it is written, in pieces of at most PIECE_BYTES:
+    together, the zip a file would hold (members, contents, sizes in each local header)."""
+    big = np.random.default_rng(0).integers(0, 256, 3 * analysis.PIECE_BYTES + 7, np.uint8).tobytes()
+    items = [({"input": "a.png", "status": "ok"}, {"a.png.overlay.png": big, "a.png.seg.dcm": b"\0" * 5000}),
+             ({"input": "b.png", "status": "error", "message": "unreadable"}, {})]
+    pieces = list(analysis.zip_pieces(iter(items), [{"input": "a.png"}]))
+    assert max(map(len, pieces)) == analysis.PIECE_BYTES and len(pieces) >= 4
+    with zipfile.ZipFile(io.BytesIO(b"".join(pieces))) as bundle:
+        assert bundle.testzip() is None
+        assert bundle.namelist() == ["a.png.overlay.png", "a.png.seg.dcm", "manifest.csv", "scores.csv"]
+        assert bundle.read("a.png.overlay.png") == big
+        assert [i.flag_bits & 0x08 for i in bundle.infolist()] == [0, 0, 0, 0]   # no data descriptors
+        assert bundle.getinfo("a.png.overlay.png").compress_type == zipfile.ZIP_STORED
+        assert [r["input"] for r in csv.DictReader(io.StringIO(bundle.read("manifest.csv").decode()))] \
+            == ["a.png", "b.png"]
+
+
+@requires_data
+def test_zip_streams_from_the_apps_route(downloads, monkeypatch):
+    """Served as ``make run`` serves it (app.asgi), the page links to the zip's route, which
+    streams the zip st.download_button gives otherwise (same files, the same bytes but for new DICOM UIDs); an address
+    no open session holds gets a 404 that says why."""
+    path = val_images(1, "Normal")[0]
+    at = upload(new_app(), [png_file(path), ("notes.png", b"not an X-ray", "image/png"),
+                            ("chest.dcm", chest_dicom(PixelSpacing=[0.7, 0.7]), "application/dicom")])
+    kept = zipfile.ZipFile(io.BytesIO(downloads["lungseg-results.zip"]))    # plain streamlit run
+    monkeypatch.setattr(download, "_served", False)
+    server = Starlette(routes=[download.route()])                          # what app.asgi serves
+    assert download.serving()
+    at.run()
+    [link] = [h.value for h in at.html if download.FILE_NAME in h.value]
+    assert f'download="{download.FILE_NAME}"' in link and ">Download all: masks" in link
+    address = "/" + re.search(r'href="([^"]+)"', link).group(1)
+    status, pieces = asgi_get(server, address)
+    assert status == 200 and max(map(len, pieces)) <= analysis.PIECE_BYTES
+    streamed = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    assert streamed.namelist() == kept.namelist() and "chest.dcm.seg.dcm" in kept.namelist()
+    for name in kept.namelist():                 # a DICOM-SEG gets new UIDs each time it is written
+        if name.endswith(".dcm"):
+            assert np.array_equal(read_back(name, streamed.read(name)), read_back(name, kept.read(name)))
+        else:
+            assert streamed.read(name) == kept.read(name), name
+    token = address.split("/")[2]
+    status, body = asgi_get(server, address.replace(token, token[::-1]))
+    assert status == 404 and b"".join(body).decode() == download.GONE
 
 
 @requires_data

@@ -1,7 +1,8 @@
 """The app end to end: scripts/start.py (streamlit run + web/serve.py) on free 127.0.0.1 ports,
 driven by Playwright in Debian's Chromium: `make run`'s start-up (addresses printed once both
 servers answer), a real upload at 1366 and 1920 px wide windows (tables and labels whole), the
-zip download, and the server-vs-browser comparison running web/js + web/model in the browser.
+zip streamed from the app's own route, and the server-vs-browser comparison running web/js +
+web/model in the browser.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -145,8 +147,8 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
     page.get_by_text("Ground-truth masks").click()       # Dice and IoU: the widest table
     page.locator("input[type=file]").nth(1).set_input_files([str(mask_of(xray))])
     page.locator("input[type=file]").first.set_input_files([str(xray), str(washed), str(chest), str(bad)])
-    zip_button = page.get_by_role("button", name="Download all: masks, overlays and figures (zip)")
-    expect(zip_button).to_be_visible()
+    zip_link = page.get_by_role("link", name="Download all: masks, overlays and figures (zip)")
+    expect(zip_link).to_be_visible()
     expect(page.get_by_test_id("stMetric").filter(has_text="IoU")).to_have_count(1)
     expect(page.get_by_test_id("stAlert").filter(
         has_text=rules.message("text_file", "notes.png"))).to_be_visible()
@@ -156,10 +158,16 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
         page.wait_for_timeout(1000)                      # the grid lays out again
         whole(page)
 
-    with page.expect_download() as info:
-        zip_button.click()
+    with page.expect_download() as info:                 # streamed from the app's own route
+        zip_link.click()
+    assert info.value.suggested_filename == "lungseg-results.zip"
     path = tmp_path / "results.zip"
     info.value.save_as(path)
+    address = info.value.url
+    assert address.startswith(servers["app"] + "lungseg-results/")
+    with pytest.raises(urllib.error.HTTPError) as gone:      # an address no session holds
+        urllib.request.urlopen(address.replace("lungseg-results/", "lungseg-results/x"), timeout=10)
+    assert gone.value.code == 404
     with zipfile.ZipFile(path) as bundle:
         names = bundle.namelist()
         mask = np.asarray(Image.open(io.BytesIO(bundle.read(f"{xray.name}.mask.png"))))
