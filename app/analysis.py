@@ -13,6 +13,7 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import PurePath
 
@@ -24,7 +25,7 @@ from lungseg.measure import side_labels
 from lungseg.plots import overlay
 
 OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, in the X-ray's own pixels
-PIECE_BYTES = 2**20    # the zip goes out in pieces of at most this (views of what was written)
+PIECE_BYTES = 2**20    # the zip goes out in pieces of about this at most
 SCORES = "scores.csv"
 SCORE_COLUMNS = ["input", "model", "threshold", "inference_ms", "dice", "iou"]
 
@@ -145,62 +146,54 @@ def output_files(out: str, image: np.ndarray, mask: np.ndarray, opacity: float,
 
 
 class _Pieces(io.RawIOBase):
-    """A stream whose bytes are handed out as they are ``take``n; it seeks back within what has
-    not been taken yet (zipfile completes each member's header so), so the zip is the one a file
-    would hold."""
+    """A write-only stream that keeps what is written until it is ``take``n. It cannot seek, so
+    zipfile writes each member's sizes after its data and the zip can go out as it is written."""
 
     def __init__(self):
         super().__init__()
-        self._buffer, self._taken = io.BytesIO(), 0
+        self._pieces: list[bytes] = []
 
     def writable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
-
     def write(self, data) -> int:
-        return self._buffer.write(data)
+        self._pieces.append(bytes(data))
+        return len(self._pieces[-1])
 
-    def tell(self) -> int:
-        return self._taken + self._buffer.tell()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            offset -= self._taken
-        return self._taken + self._buffer.seek(offset, whence)
-
-    def take(self) -> bytes:
-        data, self._buffer = self._buffer.getvalue(), io.BytesIO()
-        self._taken += len(data)
-        return data
+    def take(self) -> list[bytes]:
+        pieces, self._pieces = self._pieces, []
+        return pieces
 
 
-def _slices(data: bytes) -> Iterator[memoryview]:
-    view = memoryview(data)
-    return (view[start:start + PIECE_BYTES] for start in range(0, len(data), PIECE_BYTES))
-
-
-def zip_pieces(items: Iterable[tuple[dict, dict[str, bytes]]], scores: list[dict]) -> Iterator[memoryview]:
+def zip_pieces(items: Iterable[tuple[dict, dict[str, bytes]]], scores: list[dict]) -> Iterator[bytes]:
     """The zip of (manifest row, output files) items, an iterator, written as the items come and
-    handed out in pieces of at most PIECE_BYTES, a file at a time, so that one X-ray's files are
-    held at a time, never the whole zip: the files at the top level, then manifest.csv
-    (rules.json's columns) and scores.csv."""
+    handed out as it is written, in pieces of about PIECE_BYTES at most, so that one X-ray's files
+    are held at a time, never the whole zip: the files at the top level, then manifest.csv
+    (rules.json's columns) and scores.csv.
+
+    PNGs are deflated already: they go in at deflate level 0 (copied in stored blocks, a slice at a
+    time; deflating them again gained nothing and took as long as encoding them), the rest at
+    zlib's default level."""
     stream = _Pieces()
     rows = []
-    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as bundle:
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED, compresslevel=0) as bundle:
         for row, files in items:
             rows.append(row)
             for name in list(files):
                 data = files.pop(name)
-                # PNGs are deflated already: stored as they are (deflating again gains nothing
-                # and took as long as encoding them)
-                bundle.writestr(name, data, zipfile.ZIP_STORED if name.endswith(".png") else None)
-                del data                     # only the zip's copy is held while it goes out
-                yield from _slices(stream.take())
-        bundle.writestr(rules.OUTPUTS["manifest"], csv_text(rows, rules.MANIFEST_COLUMNS))
-        bundle.writestr(SCORES, csv_text(scores, SCORE_COLUMNS))
-    yield from _slices(stream.take())        # the last members and the central directory
+                if name.endswith(".png"):
+                    with bundle.open(name, "w") as member:
+                        for start in range(0, len(data), PIECE_BYTES):
+                            member.write(memoryview(data)[start:start + PIECE_BYTES])
+                            yield from stream.take()
+                else:
+                    bundle.writestr(name, data, compresslevel=zlib.Z_DEFAULT_COMPRESSION)
+                del data                         # not held while the next file is made
+                yield from stream.take()
+        for name, text in ((rules.OUTPUTS["manifest"], csv_text(rows, rules.MANIFEST_COLUMNS)),
+                           (SCORES, csv_text(scores, SCORE_COLUMNS))):
+            bundle.writestr(name, text, compresslevel=zlib.Z_DEFAULT_COMPRESSION)
+    yield from stream.take()                     # the last members and the central directory
 
 
 def rle_encode(mask: np.ndarray) -> list[int]:

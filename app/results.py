@@ -64,10 +64,13 @@ def thresholds(*extra: float) -> tuple[float, ...]:
 
 
 def preview(array: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
-    """A display copy no larger than ``max_side`` pixels."""
+    """A display copy no larger than ``max_side`` pixels (bilinear); an RGB image whose channels
+    are equal is resized as one channel (the same pixels, without Pillow's 4-byte RGB copy)."""
     height, width = array.shape[:2]
     if max(height, width) <= max_side:
         return array
+    if array.ndim == 3 and all(np.array_equal(array[..., 0], array[..., c]) for c in (1, 2)):
+        return np.repeat(preview(array[..., 0], max_side)[..., None], 3, axis=2)
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR))

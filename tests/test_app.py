@@ -613,20 +613,26 @@ def asgi_get(app, path: str) -> tuple[int, list[bytes]]:
     return sent[0]["status"], [bytes(m["body"]) for m in sent[1:] if m["body"]]
 
 
+#: The largest piece of a streamed zip: PIECE_BYTES of a PNG in deflate's stored blocks (5 bytes
+#: of header each 64 kB).
+LARGEST_PIECE = analysis.PIECE_BYTES + analysis.PIECE_BYTES // 1000
+
+
 def test_the_zip_goes_out_in_pieces():
-    """analysis.zip_pieces hands the zip out as it is written, in pieces of at most PIECE_BYTES:
-    together, the zip a file would hold (members, contents, sizes in each local header)."""
+    """analysis.zip_pieces hands the zip out as it is written, in pieces of about PIECE_BYTES at
+    most (a PNG a slice at a time): together a zip every reader takes (members, contents, CRCs),
+    PNGs copied as they are (deflate level 0), the rest deflated."""
     big = np.random.default_rng(0).integers(0, 256, 3 * analysis.PIECE_BYTES + 7, np.uint8).tobytes()
     items = [({"input": "a.png", "status": "ok"}, {"a.png.overlay.png": big, "a.png.seg.dcm": b"\0" * 5000}),
              ({"input": "b.png", "status": "error", "message": "unreadable"}, {})]
     pieces = list(analysis.zip_pieces(iter(items), [{"input": "a.png"}]))
-    assert max(map(len, pieces)) == analysis.PIECE_BYTES and len(pieces) >= 4
+    assert max(map(len, pieces)) <= LARGEST_PIECE and sum(map(len, pieces)) > len(big)
     with zipfile.ZipFile(io.BytesIO(b"".join(pieces))) as bundle:
         assert bundle.testzip() is None
         assert bundle.namelist() == ["a.png.overlay.png", "a.png.seg.dcm", "manifest.csv", "scores.csv"]
         assert bundle.read("a.png.overlay.png") == big
-        assert [i.flag_bits & 0x08 for i in bundle.infolist()] == [0, 0, 0, 0]   # no data descriptors
-        assert bundle.getinfo("a.png.overlay.png").compress_type == zipfile.ZIP_STORED
+        overlay, seg = bundle.getinfo("a.png.overlay.png"), bundle.getinfo("a.png.seg.dcm")
+        assert len(big) < overlay.compress_size < len(big) * 1.001 and seg.compress_size < 100
         assert [r["input"] for r in csv.DictReader(io.StringIO(bundle.read("manifest.csv").decode()))] \
             == ["a.png", "b.png"]
 
@@ -648,7 +654,7 @@ def test_zip_streams_from_the_apps_route(downloads, monkeypatch):
     assert f'download="{download.FILE_NAME}"' in link and ">Download all: masks" in link
     address = "/" + re.search(r'href="([^"]+)"', link).group(1)
     status, pieces = asgi_get(server, address)
-    assert status == 200 and max(map(len, pieces)) <= analysis.PIECE_BYTES
+    assert status == 200 and max(map(len, pieces)) <= LARGEST_PIECE
     streamed = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
     assert streamed.namelist() == kept.namelist() and "chest.dcm.seg.dcm" in kept.namelist()
     for name in kept.namelist():                 # a DICOM-SEG gets new UIDs each time it is written
