@@ -67,8 +67,8 @@ def test_visible_masks_equal_the_default_segmenters_on_real_xrays(default):
     images = [read_image(p) for p in paths]
     expected = Segmenter(base, card).predict_batch(images)
     for found, mask in zip(whole.masks(model, images, card), expected):
-        assert np.array_equal(found[whole.VISIBLE], mask)
-        assert found[whole.WHOLE].shape == mask.shape
+        assert np.array_equal(found["visible"], mask)
+        assert found["whole"].shape == mask.shape
 
 
 def _dataset(root, count: int, paired: dict[int, str]):
