@@ -2,7 +2,7 @@
 plain engine of another checkout (e.g. an older revision) beside this one's, with the same masks.
 
     .venv/bin/python bench/bench_batch.py [--small 64] [--large 8] [--root OLD_CHECKOUT]
-                                          [--repeat 3] [--no-ray] [--png]
+                                          [--repeat 3] [--no-overlay] [--no-ray] [--png]
 
     git archive 0708253 | (mkdir -p /tmp/lungseg-0708253 && tar -x -C /tmp/lungseg-0708253)
     .venv/bin/python bench/bench_batch.py --small 0 --large 8 --root /tmp/lungseg-0708253 --no-ray
@@ -11,15 +11,16 @@ Two sets: (a) ``--small`` 256 px PNGs of COVID-QU-Ex Val as they are; (b) ``--la
 X-rays, made here by upscaling real Val X-rays to 2500 x 3000 PNGs (the size of a public
 full-size chest X-ray). The plain engine runs in a fresh process per checkout and repeat (sides
 taken in turn, so both see the same load on a shared machine), its model loaded and warmed up
-before the clock starts; printed: X-rays/s (the best of ``--repeat``), where a run's time goes
-(reading and decoding, model with quality checks, writing: measured stage by stage on the same
-files, medians), the outputs' sizes, and whether both checkouts wrote the same masks and
-overlays (pixel for pixel). The Ray engine of this checkout runs here; its figures exclude
-starting Ray (printed apart) but include loading the model in the actors. ``--png`` prints
-what each PNG compression setting costs on the full-size masks and overlays (the choice behind
-``imageio.PNG_OPTIONS``). Also prints what planning a folder costs per file: found by name (an
-accepted extension) and by content (the same files without extensions, as PACS exports name
-them: each one sniffed).
+before the clock starts. Printed: X-rays/s (the best of ``--repeat``); the CPU time a run takes
+(all threads, median); where the time goes (reading and decoding, model with quality checks,
+writing: measured stage by stage on the same files, medians); the outputs' sizes; whether both
+checkouts wrote the same masks and overlays (pixel for pixel). ``--no-overlay`` adds this
+checkout writing masks only. The Ray engine of this checkout
+runs here; its figures exclude starting Ray (printed apart) but include loading the model in the
+actors. ``--png`` prints what each PNG compression setting costs on the full-size masks and
+overlays (the choice behind ``imageio.PNG_OPTIONS``). Also prints what planning a folder costs
+per file: found by name (an accepted extension) and by content (the same files without
+extensions, as PACS exports name them: each one sniffed).
 """
 import argparse
 import io
@@ -71,7 +72,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def stages(folder: Path, segmenter, out: Path) -> dict[str, float]:
+def stages(folder: Path, segmenter, out: Path, overlay: bool = True) -> dict[str, float]:
     """Seconds per X-ray of each stage of a plain run, one stage after the other."""
     from lungseg.batch import Writer, plan
     from lungseg.imageio import read_input
@@ -80,7 +81,7 @@ def stages(folder: Path, segmenter, out: Path) -> dict[str, float]:
     decoded: list = []
     results: list = []
     jobs = plan([folder], out)
-    writer = Writer(out)
+    writer = Writer(out, overlay)
     seconds = {
         "read+decode": timed(lambda: decoded.extend(read_input(p) for p in files)),
         "model+checks": timed(lambda: results.extend(segmenter.analyze_read([d])[0] for d in decoded)),
@@ -89,7 +90,7 @@ def stages(folder: Path, segmenter, out: Path) -> dict[str, float]:
     return {k: v / len(files) for k, v in seconds.items()}
 
 
-def measure(folder: Path, out: Path) -> None:
+def measure(folder: Path, out: Path, overlay: bool = True) -> None:
     """(In a fresh process, with the checkout to measure first on sys.path.) Time a plain run of
     ``folder`` into ``out``, then its stages; print them as one JSON line."""
     import lungseg
@@ -98,17 +99,19 @@ def measure(folder: Path, out: Path) -> None:
 
     segmenter = Segmenter.load()
     segmenter.analyze(np.full((256, 256), 128, np.uint8))          # the model's first call, untimed
-    seconds = timed(lambda: run(plan([folder], out), out, segmenter))
-    split = stages(folder, segmenter, out.parent / (out.name + "-stages"))
+    cpu = time.process_time()
+    seconds = timed(lambda: run(plan([folder], out), out, segmenter, overlay=overlay))
+    cpu = time.process_time() - cpu
+    split = stages(folder, segmenter, out.parent / (out.name + "-stages"), overlay)
     shutil.rmtree(out.parent / (out.name + "-stages"))
-    print(json.dumps({"code": str(Path(lungseg.__file__).parents[1]), "seconds": seconds, "split": split}))
+    print(json.dumps({"code": str(Path(lungseg.__file__).parents[1]), "seconds": seconds, "cpu": cpu, "split": split}))
 
 
-def measured(root: Path, folder: Path, out: Path) -> dict:
+def measured(root: Path, folder: Path, out: Path, overlay: bool) -> dict:
     """``measure`` run in a fresh Python with ``root``'s lungseg."""
     env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, __file__, "--measure", str(folder), str(out)], env=env,
-                          cwd=root, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, "--measure", str(folder), str(out)]
+                          + ["--no-overlay"] * (not overlay), env=env, cwd=root, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"measuring {root} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -142,15 +145,16 @@ def kilobytes(folder: Path, suffix: str) -> float:
     return sum(p.stat().st_size for p in files) / max(len(files), 1) / 1000
 
 
-def compare_plain(sets: dict[str, Path], roots: dict[str, Path], work: Path, repeat: int) -> None:
-    """The plain engine of each checkout on each set, in fresh processes taken in turn."""
+def compare_plain(sets: dict[str, Path], sides: dict[str, tuple[Path, bool]], work: Path, repeat: int) -> None:
+    """The plain engine of each side (a checkout, with overlays or not) on each set, in fresh
+    processes taken in turn; the first two sides' masks and overlays compared."""
     for label, folder in sets.items():
         count = len(list(folder.iterdir()))
-        runs: dict[str, list[dict]] = {side: [] for side in roots}
+        runs: dict[str, list[dict]] = {side: [] for side in sides}
         for k in range(repeat):
-            for side, root in roots.items():
+            for side, (root, overlay) in sides.items():
                 out = work / f"{side}-{k}"
-                runs[side].append(measured(root, folder, out))
+                runs[side].append(measured(root, folder, out, overlay))
                 if k:
                     shutil.rmtree(out)
         print(f"\n{label}, {count} X-rays: plain engine, X-rays/s (best of {repeat}; all runs)")
@@ -158,16 +162,18 @@ def compare_plain(sets: dict[str, Path], roots: dict[str, Path], work: Path, rep
         for side, results in runs.items():
             split = {key: statistics.median(r["split"][key] for r in results) for key in results[0]["split"]}
             each = ", ".join(f"{count / r['seconds']:.2f}" for r in results)
-            sizes = {kind: kilobytes(work / f"{side}-0", f".{kind}.png") for kind in ("mask", "overlay")}
-            print(f"  {side:<24}{best[side]:>6.2f}   ({each})   stages, s per X-ray: "
+            sizes = ", ".join(f"{kind} {kilobytes(work / f'{side}-0', f'.{kind}.png'):.0f} kB"
+                              for kind in ("mask", "overlay") if list((work / f"{side}-0").glob(f"*.{kind}.png")))
+            cpu = statistics.median(r["cpu"] for r in results) / count
+            print(f"  {side:<28}{best[side]:>6.2f}   ({each})   CPU {cpu:.2f} s per X-ray;   stages, s per X-ray: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in split.items())
-                  + f"   mask {sizes['mask']:.0f} kB, overlay {sizes['overlay']:.0f} kB")
-        if len(roots) == 2:
-            (old, new) = roots
+                  + f"   {sizes}")
+        if len(sides) > 1 and all(overlay for _, overlay in list(sides.values())[:2]):
+            old, new = list(sides)[:2]
             print(f"  speed-up {best[new] / best[old]:.2f}x; masks: "
                   f"{same_outputs(work / f'{old}-0', work / f'{new}-0', '.mask.png')}; overlays: "
                   f"{same_outputs(work / f'{old}-0', work / f'{new}-0', '.overlay.png')}")
-        for side in roots:
+        for side in sides:
             shutil.rmtree(work / f"{side}-0")
 
 
@@ -234,19 +240,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of the plain engine per checkout")
     parser.add_argument("--workers", type=int, help="Ray model actors (default: one per node)")
     parser.add_argument("--no-ray", action="store_true", help="leave the Ray engine out")
+    parser.add_argument("--no-overlay", action="store_true",
+                        help="also run this checkout with --no-overlay (with --measure: the run's option)")
     parser.add_argument("--png", action="store_true", help="compare PNG settings on the full-size set")
     parser.add_argument("--measure", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        return measure(*args.measure)
-    roots = {f"{args.root.resolve().name} (--root)": args.root.resolve()} if args.root else {}
-    roots["this checkout"] = HERE
+        return measure(*args.measure, overlay=not args.no_overlay)
+    sides = {f"{args.root.resolve().name} (--root)": (args.root.resolve(), True)} if args.root else {}
+    sides["this checkout"] = HERE, True
+    if args.no_overlay:
+        sides["this checkout, --no-overlay"] = HERE, False
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sets = make_sets(work, args.small, args.large)
         print(f"inputs: {args.small} Val X-rays at 256 px; {args.large} Val X-rays upscaled to "
               f"{LARGE[0]}x{LARGE[1]} PNG (built here, in {tmp}); {os.cpu_count()} CPUs")
-        compare_plain(sets, roots, work, args.repeat)
+        compare_plain(sets, sides, work, args.repeat)
         if args.png and args.large:
             compare_png(sets[f"{LARGE[0]}x{LARGE[1]} PNG"], work)
         if not args.no_ray:

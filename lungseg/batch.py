@@ -37,10 +37,12 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -502,14 +504,19 @@ def _scheduled(jobs: Iterable[Job], settle: Callable[[Job], dict | None],
     yield from window
 
 
-def _finish(writing: ThreadPoolExecutor) -> None:
-    """Wait for every write under way, also through a second Ctrl-C, so that no input is left
-    half written and every input whose files were written has its row."""
-    while True:
-        try:
-            return writing.shutdown(wait=True)
-        except KeyboardInterrupt:
-            continue
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C ignored inside (when run in the main thread, where it arrives): a second one cannot
+    cut short the wait for the writes under way or the manifest, so every input whose files
+    were written has its row."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = None,
@@ -523,8 +530,8 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
     outputs of the inputs before it; so at most READ_AHEAD + 1 + WRITERS inputs are held at once.
     Rows, files and the manifest are those of one input after the other: a row is kept once its
     input's files are written. The manifest is merged at the end, also on Ctrl-C, which then
-    raises ``Interrupted`` (with the summary so far) once the writes under way are done;
-    ``existing="skip"`` finishes the rest later.
+    raises ``Interrupted`` (with the summary so far) once the writes under way are done (a
+    second Ctrl-C meanwhile is ignored); ``existing="skip"`` finishes the rest later.
     """
     out = Path(out)
     writer = Writer(out, overlay, labels, min_quality)
@@ -538,10 +545,9 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
         finally:
             free.release()
 
-    writes: list[Future] = []
-
     reading = ThreadPoolExecutor(1, thread_name_prefix="lungseg-read")
     writing = ThreadPoolExecutor(WRITERS, thread_name_prefix="lungseg-write")
+    writes: list[Future] = []
     stopped = False
     try:
         settle = partial(writer.settled, existing=existing, earlier=earlier)
@@ -555,15 +561,16 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
     except KeyboardInterrupt:
         stopped = True
     finally:
-        reading.shutdown(wait=False, cancel_futures=True)
-        _finish(writing)
-        finished = [entry for entry in done if entry is not None]
-        summary = Summary([row for row, _ in finished], {row["input"] for row, kept in finished if kept},
-                          len(jobs))
-        if summary.rows:
-            write_manifest(out, summary.rows)
+        with _ctrl_c_held():
+            reading.shutdown(cancel_futures=True)
+            writing.shutdown()
+            finished = [entry for entry in done if entry is not None]
+            summary = Summary([row for row, _ in finished], {row["input"] for row, kept in finished if kept},
+                              len(jobs))
+            if summary.rows:
+                write_manifest(out, summary.rows)
     if stopped:
         raise Interrupted(summary)
     for future in writes:
-        future.result()          # an error that is no input's fault stops the run, as it happened
+        future.result()    # raises what Writer.segmented does not make a row of (no input's fault)
     return summary

@@ -216,8 +216,9 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "predict", parents=[common], help="write lung masks for images or folders",
         description="Write <file name>.mask.png (0/255, the X-ray's size) and <file name>.overlay.png "
-                    "for every X-ray, mirroring sub-folders, plus manifest.csv (one row per input: "
-                    "outputs, status, message; merged with the folder's earlier manifest). Folders "
+                    "(the X-ray with the lungs tinted, also at its size) for every X-ray, "
+                    "mirroring sub-folders, plus manifest.csv (one row per input: outputs, status, "
+                    "message; merged with the folder's earlier manifest). Folders "
                     "are searched by content: an image without an extension is segmented, other "
                     "files are counted as left out; hidden ones (names starting with '.') are "
                     "skipped. Inputs are never overwritten; an input that fails leaves no output; "
@@ -236,14 +237,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=bundle.DEFAULT_MODEL,
                    help="saved model folder (default: the committed default model)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    p.add_argument("--no-overlay", action="store_true", help="write masks only")
+    p.add_argument("--no-overlay", action="store_true", help="write masks only (at full size, the "
+                   "overlay is most of what writing costs)")
     p.add_argument("--labels", action="store_true", help="also write <file name>.labels.png "
                    "(1 = the patient's right lung, 2 = left lung); DICOM-SEG outputs get two segments")
     p.add_argument("--min-quality", type=float, metavar="Q",
                    help="count masks whose estimated Dice is below Q as failures (exit code 1)")
     p.add_argument("--engine", choices=("plain", "ray"), default="plain",
-                   help="plain: this process, one X-ray after the other; ray: Ray Data (decoding "
-                        "in parallel tasks, a pool of model actors), needs lungseg[ray]")
+                   help="plain: this process (the next X-ray decoded and the previous ones "
+                        "written while the model runs; at most 4 held at once); ray: Ray Data "
+                        "(decoding in parallel tasks, a pool of model actors), needs lungseg[ray]")
     p.add_argument("--address", help="--engine ray: the Ray cluster to use (e.g. auto, "
                    "ray://head:10001; default: an embedded local Ray on this machine)")
     p.add_argument("--workers", type=int, metavar="N", help="--engine ray: model actors "

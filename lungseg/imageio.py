@@ -261,5 +261,5 @@ def encode_png(array: np.ndarray, scale: bool = True) -> bytes:
     if scale and array.ndim == 2 and array.max(initial=0) <= 1:
         array = array * 255
     buffer = io.BytesIO()
-    Image.fromarray(array.astype(np.uint8)).save(buffer, format="PNG", **PNG_OPTIONS)
+    Image.fromarray(array.astype(np.uint8, copy=False)).save(buffer, format="PNG", **PNG_OPTIONS)
     return buffer.getvalue()

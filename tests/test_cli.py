@@ -24,7 +24,7 @@ from pydicom.data import get_testdata_file
 from conftest import ROOT, mask_of, requires_data, val_images
 from dicoms import dataset, encode
 from lungseg import batch, rules
-from lungseg.batch import BatchError, Writer, plan, run, write_manifest
+from lungseg.batch import BatchError, Interrupted, Writer, plan, run, write_manifest
 from lungseg.cli import main
 
 SUMMARY = re.compile(r"(\d+) of (\d+) input\(s\) segmented(?:, (\d+) with warnings)?(?:, (\d+) kept from an "
@@ -456,6 +456,40 @@ def test_ctrl_c_stops_with_one_line_a_manifest_and_whole_files(tmp_path):
     assert main(["predict", str(inputs), "--out", str(out), "--skip-existing"]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert len(_manifest(out)) == 30 and _on_disk(out) == _named(_manifest(out))
+
+
+def test_a_second_ctrl_c_while_the_last_writes_finish_is_ignored(tmp_path, segmenter, monkeypatch):
+    """Ctrl-C during the model's call on the 4th input, and again while the 3rd input's files are
+    being written: the run still waits for that write, and raises Interrupted once, with a row for
+    every input whose files are on disk, and the manifest naming exactly those files."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(4)
+    for k in range(6):
+        Image.fromarray(_xray(rng, size=(256, 256))).save(inputs / f"x{k}.png")
+    calls, analyze_read, write_together = [], segmenter.analyze_read, batch.write_together
+
+    def stopped_on_the_fourth(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return analyze_read(*args, **kwargs)
+
+    def pressed_again(folder, files):
+        if "x2.png" in str(next(iter(files))):        # once the run is stopping, Ctrl-C again
+            deadline = time.monotonic() + 60
+            while signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
+        write_together(folder, files)
+    monkeypatch.setattr(segmenter, "analyze_read", stopped_on_the_fourth)
+    monkeypatch.setattr(batch, "write_together", pressed_again)
+    with pytest.raises(Interrupted) as stop:
+        run(plan([inputs], out), out, segmenter)
+    rows = _manifest(out)
+    assert [Path(r["input"]).name for r in rows] == ["x0.png", "x1.png", "x2.png"]
+    assert len(stop.value.summary.rows) == 3 and _on_disk(out) == _named(rows)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_help_is_quick_and_does_not_import_tensorflow():
