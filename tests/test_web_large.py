@@ -79,7 +79,7 @@ def test_25_megapixels_never_block_the_page(page, large_xray, python_seg, tmp_pa
         page.locator("li.result button.download").click()
     info.value.save_as(tmp_path / "mask.png")
     main = page.evaluate(drop.TAKE_JS)
-    for figures in (result["main"], main):
+    for figures in (result["dropping"], result["main"], main):
         assert figures["longest"] <= LONG_TASK_MS, figures
 
     # Python's mask, quality and warnings; the mask as downloaded and as the page keeps it.
@@ -108,7 +108,7 @@ def test_a_drop_of_mixed_sizes_finishes_zips_and_cancels(page, large_xray, tmp_p
     paths += [large_xray, folder / "notes.png"]
     result = drop.drop(page, paths, timeout_s=TIMEOUT / 1000)
     assert result["statuses"] == ["done"] * (len(paths) - 1) + ["error"]
-    assert result["main"]["longest"] <= LONG_TASK_MS, result["main"]
+    assert max(result["dropping"]["longest"], result["main"]["longest"]) <= LONG_TASK_MS, result
     assert drop.heap_mb(page) < PAGE_HEAP_MB     # the page's own memory: no full-size pixels
 
     # Cancel while the zip is written: no file; the next download still works (a new worker).

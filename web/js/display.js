@@ -4,7 +4,7 @@
 // stacked (the layer at the overlay's opacity), so the main thread never touches full-size pixels.
 import * as runs from "./runs.js";
 
-export const THUMB_SIDE = 768;   // two side by side fill the results' 48rem on a 2x screen
+const THUMB_SIDE = 768;   // two side by side fill the results' 48rem on a 2x screen
 const JPEG_QUALITY = 0.9;
 
 /** A width x height image scaled to fit THUMB_SIDE (never enlarged). */

@@ -11,7 +11,7 @@
 // vendored files (web/vendor/). Nothing about the model is written here: threshold, clean-up and
 // sizes come from the model's metadata.json.
 import { decodeImage } from "./decode.js";
-import { THUMB_SIDE, imageThumbnail, maskLayer, thumbSize } from "./display.js";
+import { imageThumbnail, maskLayer, thumbSize } from "./display.js";
 import { lungAreas } from "./measure.js";
 import { HEAD_OPS, ProbabilityMap, toMask } from "./postprocess.js";
 import { analyze, assess } from "./quality.js";
@@ -271,7 +271,7 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
      *  threshold) and `thumb` ({image, layer}: JPEG and PNG Blobs, thumbSize(width, height)). */
     async processFile(file, threshold = meta.threshold) {
       const { decoded: { imageData, ...decoded }, analysis: { map, ...analysis }, ms, qualityMs } = await analyzeFile(file, threshold);
-      const rules = await loadRules(), thumb = thumbSize(decoded.width, decoded.height, THUMB_SIDE);
+      const rules = await loadRules(), thumb = thumbSize(decoded.width, decoded.height);
       const image = await imageThumbnail(imageData, thumb);
       const { layer, ...figures } = await maskFigures(analysis.mask, decoded.spacing, thumb, rules);
       const working = { values: map.values.slice(), width: map.workWidth, height: map.workHeight };
@@ -283,7 +283,7 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
       const rules = await loadRules();
       const map = new ProbabilityMap(working.values, working.width, working.height, width, height, cut.head);
       const { mask, quality, warnings } = assess(rules, meta, map, threshold);
-      return { quality, warnings, ...(await maskFigures(mask, spacing, thumbSize(width, height, THUMB_SIDE), rules)) };
+      return { quality, warnings, ...(await maskFigures(mask, spacing, thumbSize(width, height), rules)) };
     },
     /** Stop the file being segmented (it rejects with CancelledError at its next step). */
     cancel() { generation++; },
