@@ -39,7 +39,7 @@ def build_seed(input_size: int = 48, intensity: tuple[float, float] | None = Non
     return keras.Model(image, ResizeLike(name="probability")([lung, image]), name="seed")
 
 
-def _conv(x, filters: int, kernel: int, name: str, dilation: int = 1):
+def conv_bn_relu(x, filters: int, kernel: int, name: str, dilation: int = 1):
     x = keras.layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                             use_bias=False, name=name)(x)
     x = keras.layers.BatchNormalization(name=name + "_bn")(x)
@@ -54,18 +54,18 @@ def build_context(input_size: int = 192, width: int = 64,
     f1, f2, f3 = vgg19_features(Preprocess(s, intensity, name="preprocess")(image),
                                 ("block1_conv2", "block2_conv2", "block3_conv1"))
     # Context at 1/4 scale: residual dilated convolutions see a wide part of the chest.
-    c = _conv(f3, width, 1, "ctx_in")
+    c = conv_bn_relu(f3, width, 1, "ctx_in")
     for d in (1, 2, 4, 8):
-        c = keras.layers.Add(name=f"ctx_d{d}_add")([c, _conv(c, width, 3, f"ctx_d{d}", dilation=d)])
+        c = keras.layers.Add(name=f"ctx_d{d}_add")([c, conv_bn_relu(c, width, 3, f"ctx_d{d}", dilation=d)])
     # A pooled branch at 1/16 scale sees the whole thorax.
     g = keras.layers.AveragePooling2D(4, name="global_pool")(c)
-    g = _conv(g, width, 3, "global_a")
-    g = _conv(g, width, 3, "global_b", dilation=2)
+    g = conv_bn_relu(g, width, 3, "global_a")
+    g = conv_bn_relu(g, width, 3, "global_b", dilation=2)
     c = keras.layers.Add(name="global_add")([c, Resize(s // 4, name="global_up")(g)])
     # Up to 1/2 scale with block2 features, then to full scale with block1 features.
-    y = keras.layers.Add(name="half_add")([Resize(s // 2, name="half_up")(c), _conv(f2, width, 1, "half_skip")])
-    y = _conv(y, 32, 3, "half_fuse")
-    z = keras.layers.Add(name="full_add")([Resize(s, name="full_up")(y), _conv(f1, 32, 1, "full_skip")])
+    y = keras.layers.Add(name="half_add")([Resize(s // 2, name="half_up")(c), conv_bn_relu(f2, width, 1, "half_skip")])
+    y = conv_bn_relu(y, 32, 3, "half_fuse")
+    z = keras.layers.Add(name="full_add")([Resize(s, name="full_up")(y), conv_bn_relu(f1, 32, 1, "full_skip")])
     z = keras.layers.ReLU(name="full_relu")(z)
     logits = keras.layers.Conv2D(1, 1, name="logits")(z)
     logits = ResizeLike(name="to_input_size")([logits, image])

@@ -29,7 +29,7 @@ from .datasets import Sample, find_samples
 from .evaluation import at_truth_size
 from .imageio import read_image
 from .layers import Resize, ResizeLike, resize_input
-from .models import _conv
+from .models import conv_bn_relu
 from .postprocess import ProbabilityMap, full_size_mask
 from .training import SEED, dataset, load_arrays
 
@@ -79,11 +79,11 @@ def build(base: keras.Model) -> keras.Model:
     layers are shared, not copied.
     """
     size = base.get_layer("preprocess").size
-    w = _conv(base.get_layer("global_add").output, WIDTH, 3, PREFIX + "ctx")
-    w = _conv(w, WIDTH, 3, PREFIX + "ctx_d2", dilation=2)
+    w = conv_bn_relu(base.get_layer("global_add").output, WIDTH, 3, PREFIX + "ctx")
+    w = conv_bn_relu(w, WIDTH, 3, PREFIX + "ctx_d2", dilation=2)
     w = keras.layers.Concatenate(name=PREFIX + "half_cat")(
         [Resize(size // 2, name=PREFIX + "half_up")(w), base.get_layer("half_fuse_relu").output])
-    w = _conv(w, 32, 1, PREFIX + "half")
+    w = conv_bn_relu(w, 32, 1, PREFIX + "half")
     extra = keras.layers.Conv2D(1, 1, kernel_initializer="zeros", name=PREFIX + "extra")(w)
     logits = keras.layers.Add(name=PREFIX + "logits")(
         [base.get_layer("logits").output, Resize(size, name=PREFIX + "full_up")(extra)])
