@@ -8,7 +8,7 @@
 import { loadSegmenter, outputWorker } from "./segmenter.js";
 import { acceptAttribute, formatG, loadRules } from "./rules.js";
 import { pageFormats } from "./decode.js";
-import { manifestCsv, outputName, outputNames } from "./results.js";
+import { OUTPUT_KINDS, manifestCsv, outputName, outputNames } from "./results.js";
 import { registerServiceWorker } from "./serviceworker.js";
 import { describeValidation, formatList } from "./words.js";
 
@@ -27,7 +27,6 @@ window.lungsegApp = {
 };
 
 const ZIP_NAME = "lungseg-results.zip";   // as the app names its zip
-const KINDS = ["mask", "overlay", "labels"];
 
 function formatMs(ms) { return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`; }
 
@@ -337,7 +336,7 @@ async function downloadAll() {
   const items = [], rows = [];
   for (const { result: r, out } of zipped()) {
     if (r.status === "error") { rows.push({ input: r.name, status: "error", message: r.message }); continue; }
-    const names = Object.fromEntries(KINDS.map((k) => [k, outputName(state.rules, out, k)]));
+    const names = Object.fromEntries(OUTPUT_KINDS.map((k) => [k, outputName(state.rules, out, k)]));
     items.push({ file: r.file, mask: r.mask, names });
     rows.push({ input: r.name, status: "ok", ...names, width: r.width, height: r.height,
       ...r.areas, spacing_source: r.spacingSource || "", quality: r.quality,

@@ -7,14 +7,12 @@
 import { decodeImage } from "./decode.js";
 import { ZipWriter, encodeGreyPng, encodeRgbPng } from "./encode.js";
 import { sideLabels } from "./measure.js";
-import { overlayRgb } from "./results.js";
+import { OUTPUT_KINDS, overlayRgb } from "./results.js";
 import * as runs from "./runs.js";
-
-export const KINDS = ["mask", "overlay", "labels"];
 
 /** The PNG bytes of each of `kinds` for one result: {mask, overlay, labels} (those asked for).
  *  `file`: the X-ray (decoded again for the overlay); `mask`: its runs; `overlay`: {opacity, color}. */
-export async function outputPngs({ file, mask, kinds = KINDS, overlay }) {
+export async function outputPngs({ file, mask, kinds = OUTPUT_KINDS, overlay }) {
   const { width, height } = mask, out = {};
   if (kinds.includes("mask")) out.mask = encodeGreyPng(runs.toMask(mask, 255), width, height);
   if (kinds.includes("labels")) out.labels = encodeGreyPng(sideLabels(mask), width, height);
@@ -35,7 +33,7 @@ export async function writeZip({ items, manifest, manifestName, overlay }, progr
   const zip = new ZipWriter();
   for (const [index, item] of items.entries()) {
     const pngs = await outputPngs({ ...item, overlay });
-    for (const kind of KINDS) zip.add(item.names[kind], pngs[kind]);
+    for (const kind of OUTPUT_KINDS) zip.add(item.names[kind], pngs[kind]);
     progress(index + 1, items.length);
   }
   zip.add(manifestName, new TextEncoder().encode(manifest));

@@ -7,6 +7,9 @@ import { toFixedEven } from "./rules.js";
 
 const INTEGERS = new Set(["width", "height"]);   // every other number is a float in Python
 
+/** The outputs of a segmented file, in the order the zip holds them (rules.json `outputs`). */
+export const OUTPUT_KINDS = ["mask", "overlay", "labels"];
+
 /** Python's os.path.splitext of a file name: [stem, ".ext"]; leading dots are not an extension. */
 function splitext(name) {
   const dot = name.lastIndexOf(".");
