@@ -444,6 +444,51 @@ def test_postprocess_js_equals_python(harness):
         assert np.array_equal(np.array(got, np.uint8).reshape(height, width), expected), (case, keep, fill)
 
 
+FULL_SIZE_JS = """async ({logits, workWidth, workHeight, width, height, rgb, size, t}) => {
+  const { ProbabilityMap, fullSizeMask } = await import('/js/postprocess.js');
+  const { resizeInput } = await import('/js/resize.js');
+  const { featuresOfSums } = await import('/js/quality.js');
+  const { sideLabels, lungAreas } = await import('/js/measure.js');
+  const runs = await import('/js/runs.js');
+  const rgba = new Uint8ClampedArray(width * height * 4).fill(255);
+  for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) rgba[4 * i + c] = rgb[3 * i + c];
+  const map = new ProbabilityMap(Float32Array.from(logits), workWidth, workHeight, width, height, ['Sigmoid']);
+  const { mask, raw, rawRegions, sums } = fullSizeMask(map, t, { keep_largest: 2, fill_holes: true });
+  return { input: Array.from(resizeInput(rgba, width, height, size)), inverted: Array.from(resizeInput(rgba, width, height, size, true)),
+           full: Array.from(map.full()), mask: Array.from(runs.toMask(mask)), sides: Array.from(sideLabels(mask)),
+           areas: lungAreas(mask, [0.5, 0.4]), features: featuresOfSums(sums, raw, rawRegions, mask) };
+}"""
+
+
+def test_working_size_path_equals_python(harness):
+    """The page's full-size path is Python's: the model's input resize (layers.resize_input, exact,
+    also of the negative), full-size probabilities from a working-size map (postprocess.ProbabilityMap,
+    to float32 rounding of the sigmoid), the cleaned mask, side labels, areas and quality features
+    (postprocess.full_size_mask, measure) of ragged maps with many regions and holes."""
+    import tensorflow as tf
+
+    from lungseg.layers import resize_input
+    from lungseg.measure import lung_areas, side_labels
+    from lungseg.postprocess import ProbabilityMap, full_size_mask
+
+    rng = np.random.default_rng(21)
+    for height, width in [(37, 53), (300, 211), (90, 7), (16, 16)]:
+        logits = (rng.normal(size=(12, 12)) * 4).astype(np.float32)
+        rgb = rng.integers(0, 256, (height, width, 3), np.uint8)
+        got = harness.evaluate(FULL_SIZE_JS, {"logits": logits.ravel().tolist(), "workWidth": 12, "workHeight": 12,
+                                              "width": width, "height": height, "rgb": rgb.ravel().tolist(),
+                                              "size": 16, "t": 0.5})
+        assert np.array_equal(np.float32(got["input"]).reshape(16, 16, 3), resize_input(rgb, 16))
+        assert np.array_equal(np.float32(got["inverted"]).reshape(16, 16, 3), resize_input(rgb, 16, invert=True))
+        probability = ProbabilityMap(logits, (height, width), lambda band: np.asarray(tf.sigmoid(band)))
+        assert np.abs(np.float32(got["full"]).reshape(height, width) - probability.full()).max() <= 2.5e-7
+        mask, features = full_size_mask(probability, 0.5, 2, True)
+        assert np.array_equal(np.uint8(got["mask"]).reshape(height, width), mask), (height, width)
+        assert np.array_equal(np.uint8(got["sides"]).reshape(height, width), side_labels(mask))
+        assert got["areas"] == pytest.approx(lung_areas(mask, (0.5, 0.4)), rel=1e-12)
+        assert got["features"] == pytest.approx(features, rel=1e-6), (height, width)
+
+
 DECODE_JS = """async ({b64, name}) => {
   const { decodeImage } = await import('/js/decode.js');
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
