@@ -54,8 +54,12 @@ QUALITY_JS = """async ({rgb, width, height}) => {   // model, mask alone, analyz
   window.seg.mask(out.probability, width, height);
   const maskMs = performance.now() - t;
   t = performance.now();
-  const rerun = async (px) => (await window.seg.segment(new ImageData(px, width, height))).probability;
-  const a = await analyze(rules, window.seg.meta, rgba, width, height, out.probability, rerun);
+  const { FullMap } = await import('/js/postprocess.js');
+  const inverse = async () => {   // the negative's map (js/engine.js makes it at the working size instead)
+    const negative = Uint8ClampedArray.from(rgba, (v, i) => (i % 4 === 3 ? v : 255 - v));
+    return new FullMap((await window.seg.segment(new ImageData(negative, width, height))).probability, width, height);
+  };
+  const a = await analyze(rules, window.seg.meta, rgba, width, height, new FullMap(out.probability, width, height), inverse);
   return { modelMs: out.ms, maskMs, qualityMs: performance.now() - t, inverted: a.inverted };
 }"""
 
