@@ -28,6 +28,7 @@ from dicoms import dataset, encode
 sys.path.insert(0, str(ROOT))
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
+from streamlit.runtime import caching  # noqa: E402
 from streamlit.runtime.media_file_manager import MediaFileManager  # noqa: E402
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
@@ -640,8 +641,9 @@ def test_the_zip_goes_out_in_pieces():
 @requires_data
 def test_zip_streams_from_the_apps_route(downloads, monkeypatch):
     """Served as ``make run`` serves it (app.asgi), the page links to the zip's route, which
-    streams the zip st.download_button gives otherwise (same files, the same bytes but for new DICOM UIDs); an address
-    no open session holds gets a 404 that says why."""
+    streams the zip st.download_button gives otherwise (the same files and bytes, but a DICOM-SEG's
+    new UIDs); an address no open session holds (a wrong token, a session that ended) gets a 404
+    that says why."""
     path = val_images(1, "Normal")[0]
     at = upload(new_app(), [png_file(path), ("notes.png", b"not an X-ray", "image/png"),
                             ("chest.dcm", chest_dicom(PixelSpacing=[0.7, 0.7]), "application/dicom")])
@@ -665,6 +667,8 @@ def test_zip_streams_from_the_apps_route(downloads, monkeypatch):
     token = address.split("/")[2]
     status, body = asgi_get(server, address.replace(token, token[::-1]))
     assert status == 404 and b"".join(body).decode() == download.GONE
+    caching.clear_session_resource_cache("test session id")    # as Streamlit ends AppTest's session
+    assert asgi_get(server, address)[0] == 404                  # its uploads are let go
 
 
 @requires_data
