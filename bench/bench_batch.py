@@ -12,20 +12,21 @@ X-rays, made here by upscaling real Val X-rays to 2500 x 3000 PNGs (the size of 
 full-size chest X-ray). The plain engine runs in a fresh process per checkout and repeat (sides
 taken in turn, so both see the same load on a shared machine), its model loaded and warmed up
 before the clock starts. Printed: X-rays/s (the best of ``--repeat``); the CPU time a run takes
-(all threads, median); where the time goes (reading and decoding, model with quality checks,
-writing: measured stage by stage on the same files, medians); the outputs' sizes; whether both
-checkouts wrote the same masks and overlays (pixel for pixel). ``--no-overlay`` adds this
-checkout writing masks only. The Ray engine of this checkout
-runs here; its figures exclude starting Ray (printed apart) but include loading the model in the
-actors. ``--png`` prints what each PNG compression setting costs on the full-size masks and
-overlays (the choice behind ``imageio.PNG_OPTIONS``). Also prints what planning a folder costs
-per file: found by name (an accepted extension) and by content (the same files without
-extensions, as PACS exports name them: each one sniffed).
+(all threads, median) and the process's peak resident memory (model loaded, the run); where
+the time goes (reading and decoding, model with quality checks, writing: measured stage by
+stage on the same files, medians); the outputs' sizes; whether both checkouts wrote the same
+masks and overlays (pixel for pixel). ``--no-overlay`` adds this checkout writing masks only.
+The Ray engine of this checkout runs here; its figures exclude starting Ray (printed apart) but
+include loading the model in the actors. ``--png`` prints what each PNG compression setting
+costs on the full-size masks and overlays (the choice behind ``imageio.PNG_OPTIONS``). Also
+prints what planning a folder costs per file: found by name (an accepted extension) and by
+content (the same files without extensions, as PACS exports name them: each one sniffed).
 """
 import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,10 +67,10 @@ def make_sets(root: Path, small: int, large: int) -> dict[str, Path]:
     return sets
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+def timed(fn, clock=time.perf_counter) -> float:
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def stages(folder: Path, segmenter, out: Path, overlay: bool = True) -> dict[str, float]:
@@ -102,9 +103,11 @@ def measure(folder: Path, out: Path, overlay: bool = True) -> None:
     cpu = time.process_time()
     seconds = timed(lambda: run(plan([folder], out), out, segmenter, overlay=overlay))
     cpu = time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # MB, before the stages hold every X-ray
     split = stages(folder, segmenter, out.parent / (out.name + "-stages"), overlay)
     shutil.rmtree(out.parent / (out.name + "-stages"))
-    print(json.dumps({"code": str(Path(lungseg.__file__).parents[1]), "seconds": seconds, "cpu": cpu, "split": split}))
+    print(json.dumps({"code": str(Path(lungseg.__file__).parents[1]), "seconds": seconds, "cpu": cpu, "peak": peak,
+                      "split": split}))
 
 
 def measured(root: Path, folder: Path, out: Path, overlay: bool) -> dict:
@@ -165,7 +168,9 @@ def compare_plain(sets: dict[str, Path], sides: dict[str, tuple[Path, bool]], wo
             sizes = ", ".join(f"{kind} {kilobytes(work / f'{side}-0', f'.{kind}.png'):.0f} kB"
                               for kind in ("mask", "overlay") if list((work / f"{side}-0").glob(f"*.{kind}.png")))
             cpu = statistics.median(r["cpu"] for r in results) / count
-            print(f"  {side:<28}{best[side]:>6.2f}   ({each})   CPU {cpu:.2f} s per X-ray;   stages, s per X-ray: "
+            peak = max(r["peak"] for r in results)
+            print(f"  {side:<28}{best[side]:>6.2f}   ({each})   CPU {cpu:.2f} s per X-ray, peak {peak:.0f} MB;"
+                  "   stages, s per X-ray: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in split.items())
                   + f"   {sizes}")
         if len(sides) > 1 and all(overlay for _, overlay in list(sides.values())[:2]):
@@ -177,26 +182,31 @@ def compare_plain(sets: dict[str, Path], sides: dict[str, tuple[Path, bool]], wo
             shutil.rmtree(work / f"{side}-0")
 
 
-def compare_png(folder: Path, work: Path) -> None:
-    """What each PNG setting costs on the full-size masks and overlays of ``folder``."""
+def compare_png(folder: Path, repeat: int = 3) -> None:
+    """What each PNG setting costs on the full-size masks and overlays of ``folder``: per file the
+    least CPU time (of this thread: what other processes do barely counts) of ``repeat`` encodings."""
     from lungseg import Segmenter
     from lungseg.plots import overlay
 
     segmenter = Segmenter.load()
     results = [segmenter.analyze(path) for path in sorted(folder.iterdir())]
     arrays = {"mask": [r.mask * 255 for r in results], "overlay": [overlay(r.image, r.mask) for r in results]}
-    print(f"\nPNG settings on {len(results)} {LARGE[0]}x{LARGE[1]} masks and RGB overlays "
-          "(median ms per file, mean kB):")
-    for name, options in PNG_SETTINGS.items():
-        figures = []
-        for kind, images in arrays.items():
-            seconds, sizes = [], []
-            for image in images:
+    seconds = {(name, kind): [] for name in PNG_SETTINGS for kind in arrays}
+    sizes = {key: [] for key in seconds}
+    for kind, images in arrays.items():
+        for image in images:
+            for name, options in PNG_SETTINGS.items():
                 buffer = io.BytesIO()
-                seconds.append(timed(lambda: Image.fromarray(image).save(buffer, format="PNG", **options)))
-                sizes.append(buffer.tell())
-            figures.append(f"{kind} {1000 * statistics.median(seconds):4.0f} ms {np.mean(sizes) / 1000:6.0f} kB")
-        print(f"  {name:<28}" + ";  ".join(figures))
+                seconds[name, kind].append(min(timed(lambda: Image.fromarray(image).save(
+                    io.BytesIO(), format="PNG", **options), time.thread_time) for _ in range(repeat)))
+                Image.fromarray(image).save(buffer, format="PNG", **options)
+                sizes[name, kind].append(buffer.tell())
+    print(f"\nPNG settings on {len(results)} {LARGE[0]}x{LARGE[1]} masks and RGB overlays (CPU ms: "
+          f"median over files of the least of {repeat} encodings; mean kB):")
+    for name in PNG_SETTINGS:
+        print(f"  {name:<28}" + ";  ".join(
+            f"{kind} {1000 * statistics.median(seconds[name, kind]):4.0f} ms {np.mean(sizes[name, kind]) / 1000:6.0f} kB"
+            for kind in arrays))
 
 
 def compare_ray(sets: dict[str, Path], work: Path, workers: int | None) -> None:
@@ -258,7 +268,7 @@ def main() -> None:
               f"{LARGE[0]}x{LARGE[1]} PNG (built here, in {tmp}); {os.cpu_count()} CPUs")
         compare_plain(sets, sides, work, args.repeat)
         if args.png and args.large:
-            compare_png(sets[f"{LARGE[0]}x{LARGE[1]} PNG"], work)
+            compare_png(sets[f"{LARGE[0]}x{LARGE[1]} PNG"])
         if not args.no_ray:
             compare_ray(sets, work, args.workers)
         if args.small:

@@ -31,10 +31,10 @@ PIL_FORMATS = tuple(f["name"].upper() for f in rules.RULES["formats"] if f["name
 PIL_IMAGE_FORMATS = frozenset(PIL_FORMATS) | {"MPO"}
 #: Why a PIL image opened lazily cannot be read when its file was closed first.
 CLOSED = "its file was closed before its pixels were read"
-#: How PNGs are compressed: run-length deflate (zlib's Z_RLE) after PNG's row filters. On 2500x3000
-#: X-rays it is the fastest setting and among the smallest (bench/bench_batch.py --png): masks
-#: 16 kB in 30 ms (Pillow's default, level 6: 19 kB, 40 ms), RGB overlays 1.0 MB in 180 ms
-#: (level 6: 0.8 MB, 430 ms; level 1: 1.2 MB, 250 ms).
+#: How PNGs are compressed: run-length deflate (zlib's Z_RLE) at level 1, after PNG's row filters:
+#: as fast as level 1 and smaller. CPU per 2500x3000 file (bench/bench_batch.py --png): mask
+#: 30 ms, 18 kB; RGB overlay 188 ms, 977 kB (Pillow's default, level 6: 40 ms, 20 kB; 353 ms,
+#: 773 kB; level 1: 29 ms, 52 kB; 192 ms, 1179 kB).
 PNG_OPTIONS = {"compress_level": 1, "compress_type": zlib.Z_RLE}
 HEAD_BYTES = 512               # what is read to tell a file's kind (sniff, the DICOM and text tests)
 #: Pillow's own decompression-bomb guard (PIL.Image.MAX_IMAGE_PIXELS, the user's to set) refused an
