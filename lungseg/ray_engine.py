@@ -25,7 +25,9 @@ import json
 import logging
 import os
 import pickle
+import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,6 +102,21 @@ def _ray(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
+@contextmanager
+def _ctrl_c() -> Iterator[threading.Event]:
+    """Ctrl-C as a flag the driver reads between rows. A KeyboardInterrupt raised inside Ray's own
+    calls can end the process (exit code 1, nothing printed, no manifest) on Ray 2.50."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _pool_size(workers: int | None) -> tuple[int, int]:
     """Actors and GPUs per actor: ``workers`` (default: one per GPU, else one per node)."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -122,6 +139,12 @@ def _stop(stream: Iterator) -> None:
     with StatsManager._stats_lock:
         StatsManager._last_iteration_stats.clear()
         StatsManager._last_execution_stats.clear()
+    # The iterator's own threads (block prefetching, batch formatting) still fetch blocks; one
+    # that reaches Ray after ray.shutdown() ends the process. Let them run dry first.
+    deadline = time.monotonic() + STOP_SECONDS
+    for thread in threading.enumerate():
+        if thread.name == "Prefetcher" or thread.name.startswith("map_tp_"):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _discard_unfinished(writer: Writer, jobs: list[Job], rows: list, before: dict[int, dict]) -> None:
@@ -156,19 +179,18 @@ def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MOD
     before = {item["index"]: writer.present(jobs[item["index"]]) for item in items}
     try:
         if items:
-            with _ray(address):
+            with _ray(address), _ctrl_c() as pressed:
                 actors, gpus = _pool_size(workers)
                 decoded = ray.data.from_items(items).map(_decode, memory=DECODE_MEMORY)
                 results = decoded.map_batches(
                     _Segment, fn_constructor_kwargs={"model": shipped, "writer": writer, "threshold": threshold},
                     batch_size=BATCH, batch_format="numpy", concurrency=actors, num_gpus=gpus)
                 stream = iter(results.iter_rows())
-                try:
-                    for result in stream:
-                        rows[result["index"]] = json.loads(result["row"])
-                except KeyboardInterrupt:
-                    _stop(stream)
-                    raise
+                for result in stream:
+                    rows[result["index"]] = json.loads(result["row"])
+                    if pressed.is_set():
+                        _stop(stream)
+                        raise KeyboardInterrupt
     except KeyboardInterrupt:
         _discard_unfinished(writer, jobs, rows, before)
         raise Interrupted(Summary([row for row in rows if row], kept, len(jobs))) from None
