@@ -78,6 +78,8 @@ def render_card(card: dict) -> str:
                 "postprocess", "data", "licence"):
         if key in card:
             lines.append(f"- **{key}**: {card[key]}")
+    if "outputs" in card:
+        lines += ["", "## Outputs (lung definitions)", ""] + _outputs(card["outputs"])
     if "training" in card:
         lines += ["", "## Training", ""] + _bullets(card["training"])
     if "quality" in card:
@@ -90,11 +92,33 @@ def render_card(card: dict) -> str:
         lines += ["", "## Robustness", "", f"- trained to withstand: {robust['trained_to_withstand']}",
                   f"- scored by: {robust['benchmark']}", "", "| set | Dice |", "|---|---:|"]
         lines += [f"| {name} | {dice:.4f} |" for name, dice in robust["dice"].items()]
+    if "whole_lung" in card:
+        lines += ["", "## Whole-lung branch", ""] + _bullets(card["whole_lung"])
     if "metrics" in card:
         lines += ["", f"## Metrics ({card['metrics'].get('data', '')})", "",
                   "| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in card["metrics"].items() if isinstance(v, float)]
     return "\n".join(lines) + "\n"
+
+
+def _outputs(outputs: dict) -> list[str]:
+    """Each output: what it outlines, its threshold and quality estimate, and a table of its
+    figures per data set."""
+    lines = []
+    for name, facts in outputs.items():
+        lines += [f"### {name}: {facts.get('meaning', '')}", "",
+                  f"- layer `{facts.get('layer')}`, threshold {facts.get('threshold')}"]
+        if "quality" in facts:
+            fitted = {k: v for k, v in facts["quality"].get("fitted_on", {}).items() if not isinstance(v, dict)}
+            lines.append(f"- quality estimate from {', '.join(facts['quality']['features'])}, "
+                         f"warning below {facts['quality']['warn_below']} ({fitted})")
+        figures = facts.get("metrics", {})
+        if figures:
+            lines += ["", "| data | images | Dice | IoU | precision | recall | HD95 |", "|---|---:|---:|---:|---:|---:|---:|"]
+            lines += [f"| {data} | {m.get('images')} | {m['dice']:.4f} | {m['iou']:.4f} | {m['precision']:.4f} "
+                      f"| {m['recall']:.4f} | {m['hd95']:.1f} |" for data, m in figures.items()]
+        lines.append("")
+    return lines[:-1]
 
 
 def _bullets(values: dict, depth: int = 0) -> list[str]:

@@ -52,9 +52,11 @@ def held_out_rows(twin: Segmenter, data: str | Path, seed: int = 1234, limit: in
     return rows
 
 
-def warning_threshold(estimates: np.ndarray, dice: np.ndarray, false_alarms: float) -> float:
-    """The highest estimate (0.005 steps) below which at most ``false_alarms`` of good masks fall."""
-    good = estimates[dice >= GOOD_DICE]
+def warning_threshold(estimates: np.ndarray, dice: np.ndarray, false_alarms: float,
+                      good_dice: float = GOOD_DICE) -> float:
+    """The highest estimate (0.005 steps) below which at most ``false_alarms`` of good masks
+    (Dice >= ``good_dice``) fall."""
+    good = estimates[dice >= good_dice]
     best = 0.5
     for t in np.arange(0.5, 0.99, 0.005):
         if (good < t).mean() <= false_alarms:

@@ -3,7 +3,14 @@
     from lungseg import Segmenter
     seg = Segmenter.load()            # the committed default model
     mask = seg.predict("xray.png")    # (H, W) uint8, 1 = lung, at the image's own size
+    whole = seg.predict("xray.png", definition="whole")   # the whole lung, behind the heart too
     result = seg.analyze("xray.dcm")  # mask + estimated quality + warnings (+ DICOM facts)
+
+Two definitions of the lung (``DEFINITIONS``, rules.json ``definitions``): the visible lung field,
+the default (the air, stopping at the heart's border and the diaphragm's dome, as COVID-QU-Ex,
+JSRT and Montgomery outline it), and the whole lung (behind the heart and below the dome too,
+as V7's masks do). The default model gives both from one pass; ``definition="both"`` asks for
+both at once.
 
 The model runs at its working size: each X-ray is resized to the model's input size in numpy
 (lungseg.layers.resize_input, equal to the graph's first resize) and the graph is cut before its
@@ -13,7 +20,8 @@ masks, features and (only when asked) probabilities are made from that band by b
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +34,9 @@ from .imageio import ImageInput, read_image, read_input
 from .layers import ResizeLike, resize_input
 from .measure import lung_areas
 from .postprocess import ProbabilityMap, clean_mask, full_size_mask
+from .rules import DEFINITIONS
+
+BOTH = "both"   # ``definition`` asking for every definition the model gives, the visible first
 
 
 @dataclass
@@ -40,6 +51,8 @@ class Analysis:
     features: dict = field(default_factory=dict)
     dicom: DicomImage | None = None  # for a DICOM input: its header, pixel spacing and source
     image: np.ndarray | None = None  # the (H, W, 3) uint8 pixels the model saw (before inversion)
+    definition: str = "visible"      # what the mask outlines: "visible" (lung field) or "whole" lung
+    whole: Analysis | None = None    # with definition="both": the whole lung's analysis of this X-ray
 
     @property
     def probability(self) -> np.ndarray:
@@ -51,37 +64,75 @@ class Analysis:
         """Lung areas as fractions of the image, and in cm² when a DICOM gave the pixel spacing."""
         return lung_areas(self.mask, self.dicom.spacing if self.dicom else None)
 
+    @property
+    def outlines(self) -> dict[str, Analysis]:
+        """Every definition analysed, by name: {"visible": ...} or {"whole": ...} or both."""
+        return {self.definition: self, **({"whole": self.whole} if self.whole else {})}
 
-def split_at_working_size(model) -> tuple:
-    """A model cut before its last resize to the input's size (``layers.ResizeLike``): the
-    sub-model up to it, and the layers after it as a function of a full-size numpy band (None when
-    there are none)."""
-    resize = next(layer for layer in model.layers if isinstance(layer, ResizeLike))
-    tail = model.layers[model.layers.index(resize) + 1:]
-    working = keras.Model(model.input, resize.input[0], name=f"{model.name}_working_size")
 
-    def head(band: np.ndarray) -> np.ndarray:
-        for layer in tail:
-            band = layer(band)
-        return np.asarray(band)
-    return working, head if tail else None
+def split_at_working_size(model) -> tuple[keras.Model, list]:
+    """A model cut before each output's last resize to the input's size (``layers.ResizeLike``):
+    the sub-model giving every output at its working size, in the model's output order, and per
+    output the layers after that resize as a function of a full-size numpy band (None when there
+    are none)."""
+    made_by = {id(layer.output): layer for layer in model.layers}
+    cuts, heads = [], []
+    for output in model.outputs:
+        tail, layer = [], made_by[id(output)]
+        while not isinstance(layer, ResizeLike):
+            tail.insert(0, layer)
+            layer = made_by[id(layer.input)]
+        cuts.append(layer.input[0])
+        heads.append(functools.partial(_run_layers, tail) if tail else None)
+    return keras.Model(model.input, cuts, name=f"{model.name}_working_size"), heads
+
+
+def _run_layers(layers: list, band: np.ndarray) -> np.ndarray:
+    for layer in layers:
+        band = layer(band)
+    return np.asarray(band)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One of the model's outputs: the lung definition it outlines, with its card's settings."""
+
+    definition: str                   # a key of DEFINITIONS
+    index: int                        # its place among the model's outputs
+    threshold: float
+    quality: dict | None              # its quality estimator (coefficients, warning threshold)
+    head: Callable[[np.ndarray], np.ndarray] | None   # ProbabilityMap's head
+
+
+def read_outputs(model, card: dict, heads: list) -> dict[str, Output]:
+    """The definitions ``model`` outlines, from its card's ``outputs`` ({definition: {"layer",
+    "threshold", "quality", ...}}); a card without them describes one output, the visible lung
+    field. The card's top-level threshold and quality are the visible field's."""
+    found = {}
+    for definition, facts in (card.get("outputs") or {"visible": {}}).items():
+        index = model.outputs.index(model.get_layer(facts["layer"]).output) if "layer" in facts else 0
+        visible = definition == "visible"
+        threshold = facts.get("threshold", card.get("threshold", 0.5) if visible else 0.5)
+        estimator = facts.get("quality", card.get("quality") if visible else None)
+        found[definition] = Output(definition, index, float(threshold), estimator, heads[index])
+    return found
 
 
 class Segmenter:
-    """A loaded model with its card's threshold and clean-up settings."""
+    """A loaded model with its card's thresholds and clean-up settings, per definition it outlines."""
 
     def __init__(self, model, card: dict):
         self.model = model
         self.card = card
-        self.threshold = float(card.get("threshold", 0.5))
         post = card.get("postprocess", {})
         self.keep_regions = int(post.get("keep_largest", 0))
         self.fill_holes = bool(post.get("fill_holes", False))
         self.input_size = int(model.get_layer("preprocess").size)
-        self.working_model, self.head = split_at_working_size(model)
+        self.working_model, heads = split_at_working_size(model)
+        self.outputs = read_outputs(model, card, heads)
 
     @classmethod
-    def load(cls, path: str | Path = bundle.DEFAULT_MODEL) -> "Segmenter":
+    def load(cls, path: str | Path = bundle.DEFAULT_MODEL) -> Segmenter:
         """Load a saved model folder (default: the committed default model)."""
         return cls(*bundle.load(path))
 
@@ -89,10 +140,35 @@ class Segmenter:
     def name(self) -> str:
         return self.card.get("name", self.model.name)
 
-    def probabilities(self, images: Iterable[ImageInput], batch_size: int = 8,
-                      invert: bool = False) -> list[ProbabilityMap]:
-        """The lung probability of each image, kept at the model's working size (images of any
-        sizes run together in batches); ``invert``: of each image's negative."""
+    @property
+    def definitions(self) -> list[str]:
+        """The lung definitions this model outlines, the visible field first."""
+        return [d for d in DEFINITIONS if d in self.outputs]
+
+    def output(self, definition: str = "visible") -> Output:
+        """The output that outlines ``definition``; a clear error if this model has none."""
+        if definition not in DEFINITIONS:
+            raise ValueError(f"definition must be one of {', '.join(DEFINITIONS)} (got {definition!r})")
+        if definition not in self.outputs:
+            raise ValueError(f"the model {self.name} outlines only the "
+                             f"{' and '.join(DEFINITIONS[d]['name'] for d in self.definitions)}, "
+                             f"not the {DEFINITIONS[definition]['name']}")
+        return self.outputs[definition]
+
+    def chosen(self, definition: str) -> list[str]:
+        """The definitions ``definition`` asks for: one, or with ``"both"`` every one the model gives."""
+        return self.definitions if definition == BOTH else [self.output(definition).definition]
+
+    # The visible field's settings, as before the model had two outputs.
+    threshold = property(lambda self: self.outputs["visible"].threshold)
+    head = property(lambda self: self.outputs["visible"].head)
+    quality_params = property(lambda self: self.outputs["visible"].quality)
+
+    def probability_maps(self, images: Iterable[ImageInput], batch_size: int = 8,
+                         invert: bool = False) -> list[dict[str, ProbabilityMap]]:
+        """Every output's probability of each image, {definition: map}, kept at the model's
+        working size (one pass of the model; images of any sizes run together in batches);
+        ``invert``: of each image's negative."""
         shapes, inputs = [], []
         for image in images:
             array = read_image(image)
@@ -100,85 +176,113 @@ class Segmenter:
             inputs.append(resize_input(array, self.input_size, invert))
         out = []
         for start in range(0, len(inputs), batch_size):
-            values = np.asarray(self.working_model(np.stack(inputs[start:start + batch_size]), training=False))
-            out += [ProbabilityMap(v[..., 0], shape, self.head) for v, shape in zip(values, shapes[start:])]
+            values = self.working_model(np.stack(inputs[start:start + batch_size]), training=False)
+            values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+            for i, shape in enumerate(shapes[start:start + batch_size]):
+                out.append({d: ProbabilityMap(values[o.index][i, ..., 0], shape, o.head)
+                            for d, o in self.outputs.items()})
         return out
 
-    def predict_proba(self, image: ImageInput) -> np.ndarray:
+    def probabilities(self, images: Iterable[ImageInput], batch_size: int = 8, invert: bool = False,
+                      definition: str = "visible") -> list[ProbabilityMap]:
+        """The ``definition``'s probability of each image at the model's working size."""
+        self.output(definition)
+        return [maps[definition] for maps in self.probability_maps(images, batch_size, invert)]
+
+    def predict_proba(self, image: ImageInput, definition: str = "visible") -> np.ndarray:
         """Lung probability per pixel, float32 (H, W) at the image's own size."""
-        return self.predict_proba_batch([image])[0]
+        return self.predict_proba_batch([image], definition=definition)[0]
 
-    def predict_proba_batch(self, images: Iterable[ImageInput], batch_size: int = 8) -> list[np.ndarray]:
+    def predict_proba_batch(self, images: Iterable[ImageInput], batch_size: int = 8,
+                            definition: str = "visible") -> list[np.ndarray]:
         """Full-size probabilities for many images (float32, 4 bytes per pixel each)."""
-        return [p.full() for p in self.probabilities(images, batch_size)]
+        return [p.full() for p in self.probabilities(images, batch_size, definition=definition)]
 
-    def to_mask(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    def to_mask(self, proba: np.ndarray, threshold: float | None = None, definition: str = "visible") -> np.ndarray:
         """Threshold a probability map and apply the card's clean-up: (H, W) uint8 0/1."""
-        mask = (proba >= (self.threshold if threshold is None else threshold)).astype(np.uint8)
+        mask = (proba >= (self.output(definition).threshold if threshold is None else threshold)).astype(np.uint8)
         return clean_mask(mask, self.keep_regions, self.fill_holes)
 
-    def predict(self, image: ImageInput, threshold: float | None = None) -> np.ndarray:
-        """The lung mask of one image: (H, W) uint8, 1 = lung, at the image's own size."""
-        return self.predict_batch([image], threshold)[0]
+    def predict(self, image: ImageInput, threshold: float | None = None, definition: str = "visible") -> np.ndarray:
+        """The lung mask of one image: (H, W) uint8, 1 = lung, at the image's own size;
+        ``definition``: "visible" (the visible lung field, the default) or "whole" (the whole lung)."""
+        return self.predict_batch([image], threshold, definition=definition)[0]
 
     def predict_batch(self, images: Iterable[ImageInput], threshold: float | None = None,
-                      batch_size: int = 8) -> list[np.ndarray]:
+                      batch_size: int = 8, definition: str = "visible") -> list[np.ndarray]:
         """Lung masks for many images (each at its own size)."""
-        t = self.threshold if threshold is None else threshold
+        t = self.output(definition).threshold if threshold is None else threshold
         return [full_size_mask(p, t, self.keep_regions, self.fill_holes, features=False)[0]
-                for p in self.probabilities(images, batch_size)]
+                for p in self.probabilities(images, batch_size, definition=definition)]
 
-    @property
-    def quality_params(self) -> dict | None:
-        """The card's quality estimator (coefficients and warning threshold), if it has one."""
-        return self.card.get("quality")
-
-    def _assess(self, probability: ProbabilityMap, threshold: float | None) -> Analysis:
-        """Mask, estimated quality and mask warnings of one probability map."""
-        t = self.threshold if threshold is None else threshold
-        mask, feats = full_size_mask(probability, t, self.keep_regions, self.fill_holes)
-        params = self.quality_params
+    def _assess(self, maps: dict[str, ProbabilityMap], definition: str, threshold: float | None) -> Analysis:
+        """Mask, estimated quality and mask warnings of one definition's probability map."""
+        output = self.outputs[definition]
+        t = output.threshold if threshold is None else threshold
+        mask, feats = full_size_mask(maps[definition], t, self.keep_regions, self.fill_holes)
+        if "whole" in maps:
+            feats.update(quality.pair_features(*(_working_mask(maps[d], self.outputs[d].threshold)
+                                                 for d in ("visible", "whole"))))
+        params = output.quality
         estimate = quality.estimate(feats, params) if params else None
-        warns = checks.mask_warnings(feats, estimate if params else 1.0,
-                                     params["warn_below"] if params else 0.0)
-        return Analysis(mask, probability, estimate, warns, features=feats)
+        warns = checks.mask_warnings(feats, estimate if params else 1.0, params["warn_below"] if params else 0.0)
+        return Analysis(mask, maps[definition], estimate, warns, features=feats, definition=definition)
 
-    def analyze(self, image: ImageInput, threshold: float | None = None,
-                name: str | None = None) -> Analysis:
+    def _assess_all(self, maps: dict[str, ProbabilityMap], wanted: list[str], threshold: float | None) -> Analysis:
+        """The first of ``wanted`` analysed, the whole lung's as its ``whole`` when both are."""
+        first = self._assess(maps, wanted[0], threshold)
+        if len(wanted) > 1:
+            first.whole = self._assess(maps, wanted[1], threshold)
+        return first
+
+    def analyze(self, image: ImageInput, threshold: float | None = None, name: str | None = None,
+                definition: str = "visible") -> Analysis:
         """The mask of one image with its estimated quality and warnings (see ``Analysis``);
-        ``name`` is how error messages call the input (default: its file name)."""
-        return self.analyze_batch([image], threshold, names=[name])[0]
+        ``name`` is how error messages call the input (default: its file name); ``definition``:
+        "visible", "whole" or "both" (the visible field's analysis, the whole lung's as ``.whole``)."""
+        return self.analyze_batch([image], threshold, names=[name], definition=definition)[0]
 
     def analyze_batch(self, images: Iterable[ImageInput], threshold: float | None = None,
-                      batch_size: int = 8, names: list[str | None] | None = None) -> list[Analysis]:
+                      batch_size: int = 8, names: list[str | None] | None = None,
+                      definition: str = "visible") -> list[Analysis]:
         """``analyze`` for many images, the model run in batches.
 
         An input without image warnings whose mask is not two plausible lungs, or has a low
         estimated quality, is tried inverted too: if it is a negative, that gives plausible lungs
         of a clearly higher quality (``checks.inverse_is_better``), used with an "inverted" warning.
+        With two definitions, the first decides, and both are taken from the inverse.
         """
         images = list(images)
         return self.analyze_read([read_input(i, n) for i, n in zip(images, names or [None] * len(images))],
-                                 threshold, batch_size)
+                                 threshold, batch_size, definition)
 
-    def analyze_read(self, inputs: list[tuple[np.ndarray, DicomImage | None]],
-                     threshold: float | None = None, batch_size: int = 8) -> list[Analysis]:
+    def analyze_read(self, inputs: list[tuple[np.ndarray, DicomImage | None]], threshold: float | None = None,
+                     batch_size: int = 8, definition: str = "visible") -> list[Analysis]:
         """``analyze_batch`` for inputs already read by ``imageio.read_input`` (e.g. in other
         processes, as ``lungseg.ray_engine`` does)."""
+        wanted = self.chosen(definition)
         arrays = [array for array, _ in inputs]
         results = []
-        for (array, dicom), proba in zip(inputs, self.probabilities(arrays, batch_size)):
+        for (array, dicom), maps in zip(inputs, self.probability_maps(arrays, batch_size)):
             found = (dicom.warnings if dicom else []) + checks.image_warnings(checks.image_stats(array))
-            result = self._assess(proba, threshold)
+            result = self._assess_all(maps, wanted, threshold)
             doubtful = not checks.plausible(result.features) or any(
                 w["code"] == "low_quality" for w in result.warnings)
             if not found and doubtful:
-                inverse = self._assess(self.probabilities([array], invert=True)[0], threshold)
+                inverse = self._assess_all(self.probability_maps([array], invert=True)[0], wanted, threshold)
                 if checks.inverse_is_better(result.features, result.quality, inverse.features, inverse.quality):
                     result = inverse
-                    result.inverted = True
+                    for outline in result.outlines.values():
+                        outline.inverted = True
                     found = [checks.warning("inverted")]
-            result.warnings = found + result.warnings
-            result.dicom, result.image = dicom, array
+            for outline in result.outlines.values():
+                outline.warnings = found + outline.warnings
+                outline.dicom, outline.image = dicom, array
             results.append(result)
         return results
+
+
+def _working_mask(probability: ProbabilityMap, threshold: float) -> np.ndarray:
+    """The thresholded output at the model's working size (what ``quality.pair_features`` reads)."""
+    values = probability.head(probability.values) if probability.head else probability.values
+    return values >= threshold

@@ -5,6 +5,11 @@ predictions: a twin of the model trained on half of Train (``lungseg train --fol
 on the other half, as it is and degraded (``perturb.py``). Its coefficients live in the model's
 card (``card["quality"]``), versioned with the model they describe; the web page computes the
 same features (web/js/quality.js) with the same coefficients (metadata.json).
+
+A model that outlines both the visible lung field and the whole lung also gives what the two
+outputs say of each other (``pair_features``): a visible field leaking outside the whole lung, or a
+whole lung far larger than the visible field, is a sign of a wrong mask. The whole lung's estimate
+reads them (fitted on folds of v7-whole-lung: scripts/fit_whole_quality.py).
 """
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ from scipy import ndimage
 
 from .measure import bounding_box, region_sizes
 
-#: Feature names, in the order of the card's coefficients.
+#: Feature names of one mask, in the order of the card's coefficients.
 FEATURES = ("soft_dice", "uncertain", "confidence", "area", "regions", "removed", "balance")
+#: What the visible and the whole-lung outputs say of each other (``pair_features``).
+PAIR_FEATURES = ("visible_outside", "whole_over_visible")
 UNCERTAIN = (0.1, 0.9)       # probabilities between these count as undecided
 MIN_REGION = 0.001           # raw regions smaller than this share of the image are not counted
 EPS = 1e-3                   # Dice is clipped to [EPS, 1 - EPS] before its logit
@@ -81,8 +88,23 @@ def features_of_sums(sums: dict[str, float], raw: np.ndarray, mask: np.ndarray) 
     }
 
 
-def _design(rows: list[dict]) -> np.ndarray:
-    return np.array([[row[name] for name in FEATURES] for row in rows], np.float64)
+def pair_features(visible: np.ndarray, whole: np.ndarray) -> dict[str, float]:
+    """What the two outputs say of each other, from their thresholded maps at the model's working
+    size (before clean-up; the same size whatever the X-ray's):
+
+    - visible_outside: the share of the visible field that lies outside the whole lung (~0 when
+      both are right: the whole lung contains the visible field)
+    - whole_over_visible: the natural log of the whole lung's area over the visible field's
+      (about 0.26 on V7's X-rays: the lung behind the heart and below the dome)
+    """
+    visible, whole = visible.astype(bool), whole.astype(bool)
+    inside, outside = float(visible.sum()), float((visible & ~whole).sum())
+    return {"visible_outside": outside / max(inside, 1.0),
+            "whole_over_visible": float(np.log(max(float(whole.sum()), 1.0) / max(inside, 1.0)))}
+
+
+def _design(rows: list[dict], names: tuple[str, ...] | list[str] = FEATURES) -> np.ndarray:
+    return np.array([[row[name] for name in names] for row in rows], np.float64)
 
 
 def estimate(row: dict, params: dict) -> float:
@@ -90,14 +112,15 @@ def estimate(row: dict, params: dict) -> float:
     (0 for an empty mask: there is nothing to trust, and the fit has not seen one)."""
     if row["area"] == 0:
         return 0.0
-    x = (_design([row])[0] - np.array(params["mean"])) / np.array(params["scale"])
+    x = (_design([row], params["features"])[0] - np.array(params["mean"])) / np.array(params["scale"])
     logit = float(params["intercept"] + np.dot(params["coef"], x))
     return float(1.0 / (1.0 + np.exp(-logit)))
 
 
-def fit(rows: list[dict], dice: list[float], ridge: float = 1.0) -> dict:
-    """Ridge regression of logit(Dice) on the standardised features: the card's ``quality``."""
-    x = _design(rows)
+def fit(rows: list[dict], dice: list[float], ridge: float = 1.0,
+        names: tuple[str, ...] = FEATURES) -> dict:
+    """Ridge regression of logit(Dice) on the standardised features ``names``: the card's ``quality``."""
+    x = _design(rows, names)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
@@ -107,5 +130,5 @@ def fit(rows: list[dict], dice: list[float], ridge: float = 1.0) -> dict:
     penalty = ridge * np.eye(a.shape[1])
     penalty[0, 0] = 0.0
     solution = np.linalg.solve(a.T @ a + penalty, a.T @ y)
-    return {"features": list(FEATURES), "mean": mean.round(8).tolist(), "scale": scale.round(8).tolist(),
+    return {"features": list(names), "mean": mean.round(8).tolist(), "scale": scale.round(8).tolist(),
             "intercept": round(float(solution[0]), 8), "coef": solution[1:].round(8).tolist()}

@@ -18,6 +18,9 @@ EXTENSIONS: tuple[str, ...] = tuple(e for f in RULES["formats"] for e in f["exte
 FORMATS: str = ", ".join(f["name"] for f in RULES["formats"])
 OVERLAY_RGB: tuple[int, int, int] = tuple(RULES["overlay"]["color"])
 OVERLAY_OPACITY: float = RULES["overlay"]["opacity"]
+#: The lung definitions a model may outline, the default (the visible lung field) first: their
+#: names, what they mean, and the prefix of their outputs' names and manifest columns.
+DEFINITIONS: dict[str, dict] = {k: v for k, v in RULES["definitions"].items() if k != "_doc"}
 #: Output names (suffixes after the input's full file name) and the manifest's columns, the same
 #: for the CLI's output folder and the app's and page's zips.
 OUTPUTS: dict[str, str] = {k: v for k, v in RULES["outputs"].items() if isinstance(v, str) and k != "_doc"}
@@ -34,3 +37,15 @@ def message(code: str, file: str, **fields) -> str:
 def is_supported(path: str | Path) -> bool:
     """Whether a file name has an accepted image extension (how folders are searched)."""
     return Path(path).suffix.lower() in EXTENSIONS
+
+
+def output_name(kind: str, definition: str = "visible") -> str:
+    """The suffix of one output of one definition: ``.mask.png``, ``.whole.mask.png``."""
+    prefix = DEFINITIONS[definition]["prefix"]
+    return f".{prefix}{OUTPUTS[kind]}" if prefix else OUTPUTS[kind]
+
+
+def column(name: str, definition: str = "visible") -> str:
+    """A manifest column of one definition: ``lung_cm2``, ``whole_lung_cm2``."""
+    prefix = DEFINITIONS[definition]["prefix"]
+    return f"{prefix}_{name}" if prefix else name

@@ -7,15 +7,14 @@ whole-lung, mostly stop at the heart's border: its masks are 0.99 of the visible
 every layer and weight of the default, so its ``probability`` output is today's bit for bit, and adds
 a small branch on the default's own decoder features that outputs ``whole_probability``. ``train``
 fits that branch alone (everything shared frozen) on the training part of v7-whole-lung
-(``split``: a fixed held-out part); ``evaluate`` scores both outputs against whole-lung masks, made
-as lungseg.inference makes masks (working-size output, resized and cleaned up band by band).
+(``split``: a fixed held-out part); ``describe`` writes both outputs into the card, and
+``evaluate`` scores both, as lungseg.inference makes them, against whole-lung masks.
 
     .venv/bin/python scripts/train_whole.py --out runs/whole
 """
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import time
 from pathlib import Path
@@ -28,9 +27,10 @@ from .augment import AUGMENTATION, make_augmenter
 from .datasets import Sample, find_samples
 from .evaluation import at_truth_size
 from .imageio import read_image
-from .layers import Resize, ResizeLike, resize_input
+from .inference import Segmenter
+from .layers import Resize, ResizeLike
 from .models import conv_bn_relu
-from .postprocess import ProbabilityMap, full_size_mask
+from .rules import DEFINITIONS as DEFINITIONS_RULES
 from .training import SEED, dataset, load_arrays
 
 VISIBLE, WHOLE = "probability", "whole_probability"   # the two outputs' layer names
@@ -104,56 +104,29 @@ def freeze_shared(model: keras.Model) -> None:
         layer.trainable = id(layer) in branch
 
 
-def working_size(model: keras.Model) -> tuple[keras.Model, list]:
-    """Every output of ``model`` at its working size: a model giving each output's map before its
-    resize to the input's size (layers.ResizeLike), in the model's output order, and per output
-    the layers after that resize as a function of a full-size band (ProbabilityMap's head)."""
-    made_by = {id(layer.output): layer for layer in model.layers}
-    cuts, heads = [], []
-    for output in model.outputs:
-        tail, layer = [], made_by[id(output)]
-        while not isinstance(layer, ResizeLike):
-            tail.insert(0, layer)
-            layer = made_by[id(layer.input)]
-        cuts.append(layer.input[0])
-        heads.append(lambda band, tail=tail: np.asarray(functools.reduce(lambda x, f: f(x), tail, band)))
-    return keras.Model(model.input, cuts, name=f"{model.name}_working_size"), heads
+def describe(card: dict) -> dict:
+    """``card`` (the default's) with both outputs described afresh as lungseg.inference reads
+    them: each definition's layer, meaning and threshold (the visible one keeps the default's)."""
+    thresholds = {"visible": card.get("threshold", THRESHOLD), "whole": THRESHOLD}
+    return {**card, "outputs": {name: {"layer": layer, "meaning": DEFINITIONS_RULES[name]["means"],
+                                       "threshold": thresholds[name]} for name, layer in DEFINITIONS.items()}}
 
 
-def thresholds(card: dict) -> dict[str, float]:
-    """Each definition's threshold: the card's ``outputs``, else its one ``threshold`` (visible)."""
-    outputs = card.get("outputs", {})
-    return {name: float(outputs.get(name, {}).get("threshold", card.get("threshold", THRESHOLD)))
-            for name in DEFINITIONS}
+def visible_only(model: keras.Model) -> keras.Model:
+    """The one-output default inside ``model`` (itself when it has no whole-lung branch): what
+    ``build`` adds a branch to."""
+    return model if len(model.outputs) == 1 else keras.Model(model.input, model.get_layer(VISIBLE).output,
+                                                              name=model.name.removesuffix("_whole"))
 
 
-def masks(model: keras.Model, images: list[np.ndarray], card: dict) -> list[dict[str, np.ndarray]]:
-    """Both masks of each (H, W, 3) uint8 image at its own size, {"visible": mask, "whole": mask},
-    thresholded and cleaned up as the card says, the way Segmenter makes masks."""
-    working, heads = working_size(model)
-    order = [model.outputs.index(model.get_layer(layer).output) for layer in DEFINITIONS.values()]
-    size = model.get_layer("preprocess").size
-    post = card.get("postprocess", {})
-    keep, fill = int(post.get("keep_largest", 0)), bool(post.get("fill_holes", False))
-    cut = thresholds(card)
-    out = []
-    for image in images:
-        values = working(resize_input(image, size)[None], training=False)
-        maps = {name: ProbabilityMap(np.asarray(values[i])[0, ..., 0], image.shape[:2], heads[i])
-                for name, i in zip(DEFINITIONS, order)}
-        out.append({name: full_size_mask(p, cut[name], keep, fill, features=False)[0] for name, p in maps.items()})
-    return out
-
-
-def evaluate(model: keras.Model, samples: list[Sample], card: dict) -> dict:
+def evaluate(segmenter: Segmenter, samples: list[Sample]) -> dict:
     """Both outputs scored against each sample's (whole-lung) mask at the truth's size: per-image
     Dice and, per definition, the mean metrics, the mean Dice of the worst ``WORST_SHARE`` and the
     lowest; also how much of the visible mask lies outside the whole-lung one (should be ~0)."""
     rows = []
     for sample in samples:
         image, truth = read_image(sample.image), sample.read_mask()
-        (found,) = masks(model, [image], card)
-        found = {name: at_truth_size(m, truth) for name, m in found.items()}
+        found = {name: at_truth_size(segmenter.predict(image, definition=name), truth) for name in DEFINITIONS}
         scores = {name: metrics.score(truth, m) for name, m in found.items()}
         outside = np.count_nonzero(found["visible"].astype(bool) & ~found["whole"].astype(bool))
         leak = outside / max(int(found["visible"].sum()), 1)

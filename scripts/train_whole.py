@@ -19,26 +19,22 @@ from pathlib import Path
 
 from lungseg import bundle, whole
 from lungseg.datasets import find_samples
+from lungseg.inference import Segmenter
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MEANINGS = {
-    "visible": "the visible lung field: the air, stopping at the heart's border and the dome of the diaphragm",
-    "whole": "the whole lung: the lung behind the heart and below the dome of the diaphragm included",
-}
 
 
 def card_for(base_card: dict, training: dict, held: list[str], figures: dict, data: Path) -> dict:
     """The default's card, extended with both outputs: their layer, meaning, threshold and figures."""
-    card = {**base_card, "name": "lungseg-context-whole", "version": time.strftime("%Y.%m.%d"),
+    card = {**whole.describe(base_card), "version": time.strftime("%Y.%m.%d"),
             "output": "two lung probabilities per pixel at the input's size (see outputs)"}
     metrics = {"visible": {"covidqu-ex/Val": base_card["metrics"]},
                "whole": {}}
     for data_set, result in figures.items():
         for name in whole.DEFINITIONS:
             metrics[name][data_set] = result[name]
-    card["outputs"] = {name: {"layer": layer, "meaning": MEANINGS[name],
-                              "threshold": base_card["threshold"] if name == "visible" else whole.THRESHOLD,
-                              "metrics": metrics[name]} for name, layer in whole.DEFINITIONS.items()}
+    for name in whole.DEFINITIONS:
+        card["outputs"][name]["metrics"] = metrics[name]
     card["whole_lung"] = {
         "branch": "lungseg.whole.build: on the default's decoder features, trained with all else frozen",
         "data": f"{data.as_posix()}: {training['train_images']} X-rays with whole-lung masks",
@@ -60,13 +56,15 @@ def main(argv=None) -> int:
 
     train_samples, held = whole.split(args.data)
     base, base_card = bundle.load(bundle.DEFAULT_MODEL)
+    base = whole.visible_only(base)
     if args.trained:
         model, training = bundle.load(args.trained)[0], bundle.read_card(args.trained)["whole_lung"]["training"]
     else:
         model = whole.build(base)
         training = whole.train(model, train_samples, held, out=args.out, epochs=args.epochs)
-    figures = {"v7-whole-lung held out": whole.evaluate(model, held, base_card),
-               "shenzhen": whole.evaluate(model, find_samples(args.shenzhen), base_card)}
+    segmenter = Segmenter(model, whole.describe(base_card))
+    figures = {"v7-whole-lung held out": whole.evaluate(segmenter, held),
+               "shenzhen": whole.evaluate(segmenter, find_samples(args.shenzhen))}
     card = card_for(base_card, training, [s.image.name for s in held],
                     {k: v["summary"] for k, v in figures.items()}, args.data)
     bundle.save(model, card, args.out / "best")

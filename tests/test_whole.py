@@ -17,7 +17,9 @@ requires_v7 = pytest.mark.skipif(not V7.is_dir(), reason=f"v7-whole-lung not fou
 
 @pytest.fixture(scope="module")
 def default():
-    return bundle.load(bundle.DEFAULT_MODEL)
+    """The default's visible-field network and its card, as ``whole.build`` starts from."""
+    model, card = bundle.load(bundle.DEFAULT_MODEL)
+    return whole.visible_only(model), {k: v for k, v in card.items() if k not in ("outputs", "whole_lung")}
 
 
 def chest(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,16 +61,18 @@ def test_visible_output_is_the_default_bit_for_bit_and_after_saving(default, tmp
 
 @requires_data
 def test_visible_masks_equal_the_default_segmenters_on_real_xrays(default):
-    """Real Val X-rays (and a v7 one, not square, when there): whole.masks' visible mask, made at
-    the working size as Segmenter makes it, is Segmenter.predict's mask pixel for pixel."""
+    """Real Val X-rays (and a v7 one, not square, when there): a freshly built two-output model's
+    visible masks are the one-output default's pixel for pixel, through every Segmenter call."""
     base, card = default
-    model = whole.build(base)
+    two = Segmenter(whole.build(base), whole.describe(card))
     paths = val_images(3) + (sorted((V7 / "images").glob("*.jpg"))[:1] if V7.is_dir() else [])
     images = [read_image(p) for p in paths]
     expected = Segmenter(base, card).predict_batch(images)
-    for found, mask in zip(whole.masks(model, images, card), expected):
-        assert np.array_equal(found["visible"], mask)
-        assert found["whole"].shape == mask.shape
+    both = two.analyze_batch(images, definition="both")
+    for mask, result, visible, whole_lung in zip(expected, both, two.predict_batch(images),
+                                                 two.predict_batch(images, definition="whole")):
+        assert np.array_equal(visible, mask) and np.array_equal(result.mask, mask)
+        assert np.array_equal(result.whole.mask, whole_lung) and whole_lung.shape == mask.shape
 
 
 def _dataset(root, count: int, paired: dict[int, str]):
