@@ -8,7 +8,9 @@ and the planning and writing ``lungseg.ray_engine`` shares, so both keep one set
 Rules it keeps, so that nothing a user gave is lost or overwritten and no count lies:
 - every input ``NAME`` (its full file name) gets the outputs of rules.json ``outputs``
   (``NAME.mask.png``, ``NAME.overlay.png``, with ``labels`` ``NAME.labels.png``, for a DICOM
-  ``NAME.seg.dcm``) in the sub-folder that mirrors its place under a folder given; names that
+  ``NAME.seg.dcm``) for each lung definition asked (the whole lung's with its prefix:
+  ``NAME.whole.mask.png``, ...; one ``NAME.seg.dcm`` for all), in the sub-folder that mirrors
+  its place under a folder given; names that
   would clash get ``-2``, ``-3``, ... before the extension, and an input keeps the name an
   earlier run into the same folder gave it;
 - inputs are paths or URIs (``lungseg.sources``); folders are searched at their top level, or all
@@ -22,7 +24,8 @@ Rules it keeps, so that nothing a user gave is lost or overwritten and no count 
   given), so an output never replaces an input;
 - outputs that exist stop the run unless ``existing`` is "skip" (resume) or "overwrite"; "skip"
   keeps an input only when its earlier row says it was segmented (ok or low_quality) and every
-  output it needs exists; failed and incomplete inputs are done again;
+  output it needs exists, those of every definition asked now included; failed and incomplete
+  inputs are done again;
 - an input's outputs are written together (temporary names, then renamed), so an input that
   fails or is interrupted leaves none behind; ``manifest.csv`` gets one row per input and is
   merged with the folder's earlier manifest (rows keyed by input as given), never shrunk;
@@ -60,8 +63,14 @@ if TYPE_CHECKING:
 OUTPUTS = rules.OUTPUTS
 MANIFEST = OUTPUTS["manifest"]
 FIELDS = rules.MANIFEST_COLUMNS
-#: Each output's manifest column.
-COLUMNS = {"mask": "mask", "overlay": "overlay", "labels": "labels", "seg": "dicom_seg"}
+DEFINITIONS = tuple(rules.DEFINITIONS)
+#: Each output's manifest column -> (kind, definition): a mask, an overlay and a label image per
+#: lung definition (``mask``, ``whole_mask``, ...), and one DICOM Segmentation for them all.
+COLUMNS = {**{rules.column(kind, d): (kind, d) for d in DEFINITIONS for kind in ("mask", "overlay", "labels")},
+           "dicom_seg": ("seg", "visible")}
+#: The manifest columns of each definition: its outputs, areas, quality and warnings.
+DEFINITION_COLUMNS = {d: [rules.column(c, d) for c in FIELDS if rules.column(c, "whole") in FIELDS]
+                      for d in DEFINITIONS}
 EXISTING = ("error", "skip", "overwrite")
 DONE = ("ok", "low_quality")         # statuses of an input whose outputs were written
 #: DICOM elements that hold an image; a DICOM file without any (a DICOMDIR, a report) is no input.
@@ -83,10 +92,15 @@ class Job:
     name: Path
     error: str = ""
 
-    def output(self, kind: str) -> Path:
+    def output(self, kind: str, definition: str = "visible") -> Path:
         """An output's path relative to the output folder: the input's full name + the suffix of
-        ``kind`` (a key of rules.json ``outputs``: mask, overlay, labels, seg)."""
-        return self.name.parent / (self.name.name + OUTPUTS[kind])
+        ``kind`` (a key of rules.json ``outputs``: mask, overlay, labels, seg) for ``definition``
+        (``rules.output_name``: NAME.mask.png, NAME.whole.mask.png)."""
+        return self.name.parent / (self.name.name + rules.output_name(kind, definition))
+
+    def path(self, column: str) -> Path:
+        """The output of a manifest column (``COLUMNS``)."""
+        return self.output(*COLUMNS[column])
 
 
 class Plan(list):
@@ -114,6 +128,10 @@ class Summary:
     @property
     def failed(self) -> int:
         return self.count("error") + self.count("low_quality")
+
+    def warned(self) -> int:
+        """How many inputs this run segmented got a warning, of any definition."""
+        return sum(any(row.get(rules.column("warnings", d)) for d in DEFINITIONS) for row in self.new())
 
     def new(self) -> list[dict]:
         """The rows of the inputs segmented by this run (kept ones left out)."""
@@ -222,9 +240,8 @@ def _name_outputs(jobs: list[Job], earlier: dict[str, dict]) -> None:
     """Name every input's outputs: the name an earlier run into the folder gave it (its manifest
     row), else its own; a name taken (case-insensitively) by another input, of this run or an
     earlier one, gets ``-2``, ``-3``, ... before the extension."""
-    suffix = OUTPUTS["mask"]
-    named = {row["input"]: row.get("mask", "")[: -len(suffix)] for row in earlier.values()
-             if row.get("mask", "").endswith(suffix)}
+    named = {row["input"]: row[column][: -len(suffix)] for row in earlier.values()
+             for column, suffix in _mask_suffixes() if (row.get(column) or "").endswith(suffix)}
     seen = {name.lower() for name in named.values()}
     fresh = []
     for job in jobs:
@@ -244,6 +261,11 @@ def _name_outputs(jobs: list[Job], earlier: dict[str, dict]) -> None:
             key = str(job.name).lower()
             taken.add(key)
         seen.add(key)
+
+
+def _mask_suffixes() -> list[tuple[str, str]]:
+    """Each definition's mask column and output suffix, the default's last (the name it gives wins)."""
+    return [(rules.column("mask", d), rules.output_name("mask", d)) for d in reversed(DEFINITIONS)]
 
 
 def _masks_folder(folder: Path) -> Path:
@@ -279,8 +301,10 @@ def _refuse_outputs_beside_inputs(jobs: list[Job], out: Path) -> None:
 
 
 def plan(inputs: Iterable[str | Path], out: str | Path, recursive: bool = False,
-         overlay: bool = True, existing: str = "error", labels: bool = False) -> Plan:
-    """The jobs for files and folders given (paths or URIs), checked to be safe to run into ``out``."""
+         overlay: bool = True, existing: str = "error", labels: bool = False,
+         definitions: Iterable[str] = ("visible",)) -> Plan:
+    """The jobs for files and folders given (paths or URIs), checked to be safe to run into ``out``
+    (the outputs of ``definitions``, lung definitions of rules.json, among them)."""
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {EXISTING}")
     if sources.is_uri(out):
@@ -300,8 +324,9 @@ def plan(inputs: Iterable[str | Path], out: str | Path, recursive: bool = False,
     _name_outputs(jobs, earlier)
     _refuse_outputs_beside_inputs(jobs, out)
     if existing == "error":
-        kinds = ["mask", "seg"] + ["overlay"] * overlay + ["labels"] * labels
-        present = [out / j.output(k) for j in jobs if not j.error for k in kinds if (out / j.output(k)).exists()]
+        kinds = [("seg", "visible")] + [(kind, d) for d in definitions
+                                        for kind in ["mask"] + ["overlay"] * overlay + ["labels"] * labels]
+        present = [out / j.output(*k) for j in jobs if not j.error for k in kinds if (out / j.output(*k)).exists()]
         present += [out / MANIFEST] if (out / MANIFEST).exists() else []
         if present:
             raise BatchError(
@@ -353,10 +378,25 @@ def read_manifest(out: Path) -> dict[str, dict]:
     return {row["input"]: row for row in rows}
 
 
+def _kept_columns(out: Path, row: dict, earlier: dict | None) -> dict:
+    """``row`` with the columns of the definitions it leaves empty taken from the input's earlier
+    row, where both segmented it and that definition's mask is still on disk (a visible-only
+    rerun keeps the whole lung's outputs it did not touch named)."""
+    if earlier is None or row["status"] not in DONE or earlier.get("status") not in DONE:
+        return row
+    for columns in DEFINITION_COLUMNS.values():
+        mask = earlier.get(columns[0])
+        if not row.get(columns[0]) and mask and (out / mask).is_file():
+            row = {**row, **{c: earlier.get(c, "") for c in columns}}
+    return row
+
+
 def write_manifest(out: Path, rows: list[dict]) -> Path:
     """Merge ``rows`` into ``out/manifest.csv`` (FIELDS; floats with six decimals): an input's
-    row replaces its earlier one, the other earlier rows stay in their order, new ones follow."""
-    merged = {**read_manifest(out), **{row["input"]: row for row in rows}}
+    row replaces its earlier one (``_kept_columns``), the other earlier rows stay in their order,
+    new ones follow."""
+    earlier = read_manifest(out)
+    merged = {**earlier, **{row["input"]: _kept_columns(Path(out), row, earlier.get(row["input"])) for row in rows}}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -388,26 +428,36 @@ class Writer:
     """Writes one input's outputs into ``out`` and gives its manifest row: the one way both engines
     (``run`` here, ``lungseg.ray_engine``) turn a job into files and a row.
 
-    Each row carries the mask's estimated quality and its warnings (codes in ``warnings``, the
-    messages in ``message``); with ``min_quality``, a mask estimated below it is written but
-    its row's status is "low_quality", which counts as a failure. With ``labels``, also
-    ``NAME.labels.png`` (1 = right lung, 2 = left lung). A DICOM input also gets
-    ``NAME.seg.dcm``, a DICOM Segmentation referencing it (two segments with ``labels``), and
-    its areas in cm². An input whose outputs cannot all be made and written gets none.
+    ``definitions``: the lung definitions asked for (rules.json ``definitions``; the model's
+    ``Segmenter.chosen``). Each gets its mask and overlay (and with ``labels`` its label image,
+    1 = right lung, 2 = left lung), named by ``rules.output_name`` (``NAME.mask.png``,
+    ``NAME.whole.mask.png``), and fills its own manifest columns (``rules.column``: areas,
+    estimated quality, warning codes); the columns of the others stay empty. ``message`` holds
+    the warnings' messages. With ``min_quality``, an input with a definition estimated below it
+    is written but its row's status is "low_quality", which counts as a failure. A DICOM input
+    also gets ``NAME.seg.dcm``, one DICOM Segmentation referencing it with a segment per
+    definition (per side with ``labels``), and its areas in cm². An input whose outputs cannot
+    all be made and written gets none.
     """
 
     out: Path
     overlay: bool = True
     labels: bool = False
     min_quality: float | None = None
+    definitions: tuple[str, ...] = ("visible",)
+
+    @property
+    def asked(self) -> str:
+        """The ``definition`` argument of ``Segmenter.analyze`` for these definitions."""
+        return self.definitions[0] if len(self.definitions) == 1 else "both"
 
     def present(self, job: Job) -> dict[str, str]:
         """The manifest columns of ``job``'s outputs: each names its file if it exists, else ""."""
-        return {column: str(job.output(kind)) if (self.out / job.output(kind)).is_file() else ""
-                for kind, column in COLUMNS.items()}
+        return {column: str(job.path(column)) if (self.out / job.path(column)).is_file() else ""
+                for column in COLUMNS}
 
-    def _status(self, quality: float | None) -> str:
-        low = self.min_quality is not None and quality is not None and quality < self.min_quality
+    def _status(self, qualities: Iterable[float | None]) -> str:
+        low = self.min_quality is not None and any(q is not None and q < self.min_quality for q in qualities)
         return "low_quality" if low else "ok"
 
     def failed(self, job: Job, message: str) -> dict:
@@ -421,32 +471,37 @@ class Writer:
     def settled(self, job: Job, existing: str, earlier: dict[str, dict]) -> dict | None:
         """The row of a job that needs no model, else None: a planning error's, or with
         ``existing="skip"`` the earlier row of an input that run segmented (ok or low_quality,
-        judged again against this ``min_quality``) whose every output needed here exists (the
-        mask, the overlay and labels if asked, the DICOM Segmentation if it wrote one)."""
+        judged again against this ``min_quality`` on the definitions asked now) whose every
+        output needed here exists (each definition's mask, the overlay and labels if asked, the
+        DICOM Segmentation if it wrote one)."""
         if job.error:
             return self.failed(job, job.error)
         row = earlier.get(str(job.source)) if existing == "skip" else None
-        if row is None or row.get("status") not in DONE or row.get("mask") != str(job.output("mask")):
+        if row is None or row.get("status") not in DONE or any(
+                row.get(rules.column("mask", d)) != str(job.output("mask", d)) for d in self.definitions):
             return None
         present = self.present(job)
-        needed = ["mask"] + ["overlay"] * self.overlay + ["labels"] * self.labels \
-            + ["dicom_seg"] * bool(row.get("dicom_seg"))
-        if not all(present[column] for column in needed):
+        needed = [rules.column(kind, d) for d in self.definitions
+                  for kind in ["mask"] + ["overlay"] * self.overlay + ["labels"] * self.labels]
+        if not all(present[column] for column in needed + ["dicom_seg"] * bool(row.get("dicom_seg"))):
             return None
-        return {**row, **present, "status": self._status(_float(row.get("quality")))}
+        qualities = [_float(row.get(rules.column("quality", d))) for d in self.definitions]
+        return {**row, **present, "status": self._status(qualities)}
 
     def _files(self, job: Job, result: Analysis, segmenter) -> dict[str, bytes]:
-        """Every output of ``job``, encoded (kind -> bytes); nothing is written yet."""
+        """Every output of ``job``, encoded (manifest column -> bytes); nothing is written yet."""
         from .plots import overlay as tint
 
-        files = {"mask": encode_png(result.mask)}
-        if self.overlay:
-            files["overlay"] = encode_png(tint(result.image, result.mask))
-        if self.labels:
-            files["labels"] = encode_png(side_labels(result.mask), scale=False)
+        files = {}
+        for definition, outline in result.outlines.items():
+            files[rules.column("mask", definition)] = encode_png(outline.mask)
+            if self.overlay:
+                files[rules.column("overlay", definition)] = encode_png(tint(outline.image, outline.mask))
+            if self.labels:
+                files[rules.column("labels", definition)] = encode_png(side_labels(outline.mask), scale=False)
         if result.dicom:
-            files["seg"] = write_seg(result.dicom, result.mask, segmenter.name,
-                                     str(segmenter.card.get("version", "")), self.labels)
+            files["dicom_seg"] = write_seg(result.dicom, {d: o.mask for d, o in result.outlines.items()},
+                                           segmenter.name, str(segmenter.card.get("version", "")), self.labels)
         return files
 
     def segmented(self, job: Job, segmenter, analyze: Callable[[], Analysis]) -> dict:
@@ -458,18 +513,33 @@ class Writer:
         except Exception as err:  # noqa: BLE001  (one file's failure must not stop the batch)
             return self.failed(job, error_message(job, err))
         try:
-            write_together(self.out, {job.output(kind): data for kind, data in files.items()})
+            write_together(self.out, {job.path(column): data for column, data in files.items()})
         except OSError as err:
             return self.failed(job, WRITE_FAILED.format(
                 file=job.source, detail=f"{sources.why(err)}: {err.filename}"))
-        mask = result.mask
-        return {
-            "input": str(job.source), "status": self._status(result.quality),
-            **{column: str(job.output(kind)) if kind in files else "" for kind, column in COLUMNS.items()},
-            "width": mask.shape[1], "height": mask.shape[0], **result.areas, "quality": result.quality,
-            "spacing_source": result.dicom.spacing_source if result.dicom else "",
-            "warnings": " ".join(w["code"] for w in result.warnings),
-            "message": " ".join(w["message"] for w in result.warnings)}
+        outlines = result.outlines
+        row = {"input": str(job.source), "status": self._status(o.quality for o in outlines.values()),
+               **{column: str(job.path(column)) if column in files else "" for column in COLUMNS},
+               "width": result.mask.shape[1], "height": result.mask.shape[0],
+               "spacing_source": result.dicom.spacing_source if result.dicom else "",
+               "message": _messages(outlines)}
+        for definition, outline in outlines.items():
+            row.update({rules.column(name, definition): value for name, value in outline.areas.items()})
+            row[rules.column("quality", definition)] = outline.quality
+            row[rules.column("warnings", definition)] = " ".join(w["code"] for w in outline.warnings)
+        return row
+
+
+def _messages(outlines: dict[str, Analysis]) -> str:
+    """The warnings' messages of every definition analysed, each once; with more than one
+    definition, those of one definition only start with its label ("Whole lung: ...")."""
+    said = [[w["message"] for w in outline.warnings] for outline in outlines.values()]
+    shared = set.intersection(*map(set, said))
+    messages = []
+    for definition, own in zip(outlines, said):
+        label = f"{rules.DEFINITIONS[definition]['label']}: " if len(outlines) > 1 else ""
+        messages += [m if m in shared else label + m for m in own if not (m in shared and m in messages)]
+    return " ".join(messages)
 
 
 def _read(job: Job) -> tuple:
@@ -521,7 +591,8 @@ def _ctrl_c_held() -> Iterator[None]:
 
 def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = None,
         overlay: bool = True, existing: str = "error", min_quality: float | None = None,
-        labels: bool = False, progress: Callable[[list[Job]], Iterable[Job]] = iter) -> Summary:
+        labels: bool = False, progress: Callable[[list[Job]], Iterable[Job]] = iter,
+        definitions: Iterable[str] = ("visible",)) -> Summary:
     """Segment every job into ``out`` (``Writer`` says what is written); bad files become error
     rows and never stop the run.
 
@@ -534,7 +605,7 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
     second Ctrl-C meanwhile is ignored); ``existing="skip"`` finishes the rest later.
     """
     out = Path(out)
-    writer = Writer(out, overlay, labels, min_quality)
+    writer = Writer(out, overlay, labels, min_quality, tuple(definitions))
     earlier = read_manifest(out) if existing == "skip" else {}
     done: list[tuple[dict, bool] | None] = [None] * len(jobs)   # (row, kept) of each job done
     free = threading.BoundedSemaphore(WRITERS)
@@ -555,7 +626,8 @@ def run(jobs: list[Job], out: str | Path, segmenter, threshold: float | None = N
             if row is not None:
                 done[index] = row, row["status"] in DONE
                 continue
-            analyze = _handing_over(lambda: segmenter.analyze_read([read.result()], threshold)[0])
+            analyze = _handing_over(
+                lambda: segmenter.analyze_read([read.result()], threshold, definition=writer.asked)[0])
             free.acquire()
             writes.append(writing.submit(write, index, job, analyze))
     except KeyboardInterrupt:

@@ -9,12 +9,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from . import bundle
+from . import bundle, rules
 
 log = logging.getLogger("lungseg")
 INTERRUPTED = 130   # the exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells use
 #: How the summary counts what was left out of folders searched (batch.Plan.left_out), one | many.
 LEFT_OUT = {"not_image": ("not an image", "not images"), "loop": ("link loop", "link loops")}
+DEFAULT_DEFINITION = next(iter(rules.DEFINITIONS))   # the visible lung field
 
 
 def _import_tensorflow(verbose: bool) -> None:
@@ -57,20 +58,38 @@ def _evaluate(args) -> int:
         raise SystemExit("--update-card stores the figures of the model as shipped: "
                          "drop --no-postprocess and --threshold")
     segmenter = Segmenter.load(args.model)
+    try:
+        segmenter.output(args.definition)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.no_postprocess:
         segmenter.keep_regions, segmenter.fill_holes = 0, False
-    if args.threshold is not None:
-        segmenter.threshold = args.threshold
     out = args.out or Path("reports") / segmenter.name
-    report = evaluate(segmenter, args.data, out, limit=args.limit)
+    report = evaluate(segmenter, args.data, out, limit=args.limit, threshold=args.threshold,
+                      definition=args.definition)
     if args.update_card:
-        card = {**segmenter.card, "metrics": {"data": f"{Path(args.data).as_posix()}",
-                                              **report["overall"]}}
-        bundle.write_card(card, bundle.resolve(args.model))
+        bundle.write_card(_card_with(segmenter.card, args.definition, args.data, report["overall"]),
+                          bundle.resolve(args.model))
     print(markdown_table(report))
     print(f"{report['overall']['images']} images in {report['seconds']} s; wrote {out}/metrics.json, "
           f"metrics.md, worst.png")
     return 0
+
+
+def _card_with(card: dict, definition: str, data: str, overall: dict) -> dict:
+    """``card`` with the figures of ``definition`` on ``data``: the visible field's as its
+    ``metrics``, another definition's in ``outputs[definition]["metrics"]``, keyed by the data
+    set's name (its path after a ``data`` folder, e.g. ``v7-whole-lung``)."""
+    path = Path(data).absolute()
+    figures = {"data": Path(data).as_posix(), **overall}
+    if definition == DEFAULT_DEFINITION:
+        return {**card, "metrics": figures}
+    parts = path.parts
+    name = "/".join(parts[len(parts) - parts[::-1].index("data"):]) if "data" in parts[:-1] else path.name
+    output = card["outputs"][definition]
+    metrics = {**output.get("metrics", {}), name: figures}
+    return {**card, "outputs": {**card["outputs"], definition: {**output, "metrics": metrics}}}
 
 
 def _fit_quality(args) -> int:
@@ -87,10 +106,23 @@ def _fit_quality(args) -> int:
     return 0
 
 
-def _segment(args, jobs, existing: str):
-    """Run the jobs on the engine asked for: plain (this process) or Ray."""
+def _chosen(args):
+    """The model, when the definitions asked need it to be known, and the lung definitions asked
+    (``Segmenter.chosen``: "both" is every one the model gives); ValueError for a definition the
+    model does not outline."""
+    if args.definition == DEFAULT_DEFINITION:
+        return None, (DEFAULT_DEFINITION,)
+    _import_tensorflow(args.verbose)
+    from .inference import Segmenter
+    segmenter = Segmenter.load(args.model)
+    return segmenter, tuple(segmenter.chosen(args.definition))
+
+
+def _segment(args, jobs, existing: str, segmenter, definitions: tuple[str, ...]):
+    """Run the jobs on the engine asked for: plain (this process, with ``segmenter`` if loaded
+    already) or Ray."""
     options = dict(threshold=args.threshold, overlay=not args.no_overlay, existing=existing,
-                   min_quality=args.min_quality, labels=args.labels)
+                   min_quality=args.min_quality, labels=args.labels, definitions=definitions)
     if args.engine == "ray":
         from . import ray_engine
         return ray_engine.run(jobs, args.out, args.model, workers=args.workers, address=args.address,
@@ -98,31 +130,50 @@ def _segment(args, jobs, existing: str):
     from tqdm.auto import tqdm
 
     from .batch import run
-    _import_tensorflow(args.verbose)
-    from .inference import Segmenter
-    return run(jobs, args.out, Segmenter.load(args.model),
+    if segmenter is None:
+        _import_tensorflow(args.verbose)
+        from .inference import Segmenter
+        segmenter = Segmenter.load(args.model)
+    return run(jobs, args.out, segmenter,
                progress=lambda j: tqdm(j, desc="segmenting", unit="img", disable=len(j) < 2), **options)
 
 
-def _summary_line(summary, args, left_out: list[tuple[str, str]]) -> str:
+def _named(what: str, definition: str) -> str:
+    """An output's name in the summary: "mask", or another definition's "whole lung mask"."""
+    return what if definition == DEFAULT_DEFINITION else f"{rules.DEFINITIONS[definition]['name']} {what}"
+
+
+def _summary_line(summary, args, left_out: list[tuple[str, str]], definitions: tuple[str, ...]) -> str:
     """What a run did, in one line whose counts equal the files on disk."""
     new = summary.new()
     low = summary.count("low_quality")
     counts = [f"{len(new)} of {len(summary.rows)} input(s) segmented"]
     counts += [f"{n} {what}" for n, what in (
-        (sum(bool(r.get("warnings")) for r in new), "with warnings"),
+        (summary.warned(), "with warnings"),
         (len(summary.kept), "kept from an earlier run"),
         (summary.failed, "failed" + (f" ({low} below --min-quality {args.min_quality})" if low else "")))
         if n]
-    written = [f"{summary.written('mask')} mask(s)"]
-    written += [] if args.no_overlay else [f"{summary.written('overlay')} overlay(s)"]
-    written += [f"{summary.written('labels')} label image(s)"] if args.labels else []
+    kinds = [("mask", "mask")] + [("overlay", "overlay")] * (not args.no_overlay) \
+        + [("labels", "label image")] * args.labels
+    written = [f"{summary.written(rules.column(kind, d))} {_named(what, d)}(s)" for d in definitions
+               for kind, what in kinds]
     written += [f"{n} DICOM Segmentation(s)"] if (n := summary.written("dicom_seg")) else []
     out = Path(args.out)
     reasons = Counter(reason for reason, _ in left_out)
     left = [f"{n} {LEFT_OUT[reason][n > 1]}" for reason, n in sorted(reasons.items())]
     return (", ".join(counts) + (f"; left out: {', '.join(left)}" if left else "")
             + f"; wrote {', '.join(written)} into {out}; manifest: {out / 'manifest.csv'}")
+
+
+def _estimates(row: dict, definitions: tuple[str, ...]) -> str:
+    """A row's estimated Dice: " (estimated Dice 0.93)", with more than one definition each
+    named: " (estimated Dice 0.97 visible lung field, 0.91 whole lung)"."""
+    found = [(d, q) for d in definitions if (q := row.get(rules.column("quality", d))) is not None]
+    if not found:
+        return ""
+    if len(definitions) == 1:
+        return f" (estimated Dice {found[0][1]:.2f})"
+    return " (estimated Dice " + ", ".join(f"{q:.2f} {rules.DEFINITIONS[d]['name']}" for d, q in found) + ")"
 
 
 def _predict(args) -> int:
@@ -132,9 +183,14 @@ def _predict(args) -> int:
         return 2
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "error"
     try:
+        segmenter, definitions = _chosen(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
         jobs = plan(args.inputs, args.out, recursive=args.recursive, overlay=not args.no_overlay,
-                    existing=existing, labels=args.labels)
-        summary = _segment(args, jobs, existing)
+                    existing=existing, labels=args.labels, definitions=definitions)
+        summary = _segment(args, jobs, existing, segmenter, definitions)
     except BatchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -150,11 +206,16 @@ def _predict(args) -> int:
     for row in summary.rows:
         if row["status"] == "error":
             print(f"error: {row['message']}", file=sys.stderr)
-        elif row["input"] not in summary.kept and row["warnings"]:
-            quality = "" if row["quality"] is None else f" (estimated Dice {row['quality']:.2f})"
-            print(f"warning: {row['input']}{quality}: {row['message']}", file=sys.stderr)
-    print(_summary_line(summary, args, jobs.left_out))
+        elif row["input"] not in summary.kept and any(row[rules.column("warnings", d)] for d in definitions):
+            print(f"warning: {row['input']}{_estimates(row, definitions)}: {row['message']}", file=sys.stderr)
+    print(_summary_line(summary, args, jobs.left_out, definitions))
     return 1 if summary.failed else 0
+
+
+def _meanings() -> str:
+    """What each lung definition outlines, in rules.json's words."""
+    return "; ".join(f"{d}: {facts['means']}" for d, facts in rules.DEFINITIONS.items()) \
+        + f" (default {DEFAULT_DEFINITION})"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--update-card", action="store_true",
                    help="store the overall figures in the model's card (for a release)")
+    p.add_argument("--definition", choices=list(rules.DEFINITIONS), default=DEFAULT_DEFINITION,
+                   help="the model output scored against the masks given: " + _meanings())
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("fit-quality", parents=[common],
@@ -239,8 +302,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--no-overlay", action="store_true", help="write masks only (at full size, the "
                    "overlay is most of what writing costs)")
+    p.add_argument("--definition", choices=[*rules.DEFINITIONS, "both"], default=DEFAULT_DEFINITION,
+                   help="which lung to outline: " + _meanings() + "; both: each, one pass of the "
+                   f"model (<file name>{rules.output_name('mask')} and <file name>{rules.output_name('mask', 'whole')}, "
+                   "...)")
     p.add_argument("--labels", action="store_true", help="also write <file name>.labels.png "
-                   "(1 = the patient's right lung, 2 = left lung); DICOM-SEG outputs get two segments")
+                   "(1 = the patient's right lung, 2 = left lung); DICOM-SEG outputs get two segments "
+                   "per definition")
     p.add_argument("--min-quality", type=float, metavar="Q",
                    help="count masks whose estimated Dice is below Q as failures (exit code 1)")
     p.add_argument("--engine", choices=("plain", "ray"), default="plain",

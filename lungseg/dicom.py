@@ -3,6 +3,7 @@ and out: a DICOM Segmentation of the mask.
 
     xray = read_dicom("image.dcm")        # DicomImage: pixels (H, W, 3) uint8, spacing, warnings
     write_seg(xray, mask)                 # bytes of a DICOM Segmentation that references the X-ray
+    write_seg(xray, {"visible": mask, "whole": whole})   # a segment per lung definition
 
 Files are recognised by content (``is_dicom``): a Part 10 file (the "DICM" marker after its
 128-byte preamble), or an older data set with no preamble and no file meta that starts with a
@@ -466,31 +467,54 @@ def _own_class_referenced(seg, source, sop_class: str) -> None:
         seg.walk(restore)
 
 
-def write_seg(xray: DicomImage, mask: np.ndarray, model: str = "lungseg", version: str = "",
-              labelled: bool = False) -> bytes:
-    """A DICOM Segmentation (highdicom, binary) of ``mask`` that references the source X-ray.
-
-    One segment "Lung", or with ``labelled`` two: 1 = right lung, 2 = left lung (the patient's,
-    as ``measure.side_labels`` assigns them). Patient and study attributes are copied from the
-    source, as the standard requires, so a PACS files and overlays it with the X-ray; what the
-    source lacks is filled in as ``reference`` says.
-    """
-    import highdicom as hd
+def _segments(masks: dict[str, np.ndarray], labelled: bool) -> tuple[list[tuple], np.ndarray]:
+    """The segments of ``masks`` ({definition: mask}), numbered from 1, each (label, property
+    code), and their pixels: a mask or a right/left label map for one definition, else one
+    0/1 plane per segment stacked as (1, rows, cols, segments) (segments may overlap)."""
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
     from .measure import side_labels
 
+    right, left = Code("3341006", "SCT", "Right lung"), Code("44029006", "SCT", "Left lung")
+    parts, planes = [], []
+    for definition, mask in masks.items():
+        label = rules.DEFINITIONS[definition]["segment"]
+        if labelled:
+            sides = side_labels(mask)
+            parts += [(f"{label}, right", right), (f"{label}, left", left)]
+            planes += [sides] if len(masks) == 1 else [sides == 1, sides == 2]
+        else:
+            parts.append((label, codes.SCT.Lung))
+            planes.append(mask)
+    if len(masks) == 1:
+        return parts, planes[0].astype(np.uint8)
+    return parts, np.stack(planes, axis=-1).astype(np.uint8)[np.newaxis]
+
+
+def write_seg(xray: DicomImage, masks: dict[str, np.ndarray] | np.ndarray, model: str = "lungseg",
+              version: str = "", labelled: bool = False) -> bytes:
+    """A DICOM Segmentation (highdicom, binary) of ``masks`` that references the source X-ray.
+
+    ``masks``: {definition: mask} (rules.json ``definitions``), or one mask of the visible lung
+    field. A segment per definition, labelled with its ``segment`` ("Lung field", "Whole lung"),
+    or with ``labelled`` two per definition, its right then its left lung (the patient's, as
+    ``measure.side_labels`` assigns them): "Lung field, right", "Lung field, left", ...; the
+    definitions' segments overlap (the whole lung holds the lung field). Patient and study
+    attributes are copied from the source, as the standard requires, so a PACS files and
+    overlays it with the X-ray; what the source lacks is filled in as ``reference`` says.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    masks = masks if isinstance(masks, dict) else {"visible": masks}
     algorithm = hd.AlgorithmIdentificationSequence(name="LungSeg", version=version or model,
                                                    family=codes.cid7162.ArtificialIntelligence)
-    parts = ([(1, "Right lung", Code("3341006", "SCT", "Right lung")),
-              (2, "Left lung", Code("44029006", "SCT", "Left lung"))] if labelled
-             else [(1, "Lung", codes.SCT.Lung)])
+    parts, pixels = _segments(masks, labelled)
     descriptions = [hd.seg.SegmentDescription(
         segment_number=number, segment_label=label, segmented_property_category=codes.SCT.AnatomicalStructure,
         segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm) for number, label, kind in parts]
-    pixels = side_labels(mask) if labelled else mask.astype(np.uint8)
+        algorithm_identification=algorithm) for number, (label, kind) in enumerate(parts, 1)]
     source = reference(xray.dataset)
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=pixels,

@@ -1,6 +1,10 @@
 """Scoring a model on a labelled dataset: per-image and mean metrics, overall and per group.
 
     python -m lungseg evaluate --data ../shared/data/covidqu-ex/Val --out reports/default
+    python -m lungseg evaluate --data ../shared/data/v7-whole-lung --definition whole
+
+``definition`` picks the model's output scored (``Segmenter.output``): the visible lung field
+(the default) or the whole lung, against masks drawn in that convention.
 
 Writes ``metrics.json`` (per image, per group, overall), ``metrics.md`` (a Markdown table),
 ``worst.png`` (the lowest-Dice cases: image, truth, prediction) and ``typical.png`` (cases at
@@ -17,7 +21,7 @@ from PIL import Image
 from scipy import stats
 from tqdm.auto import tqdm
 
-from . import metrics, plots
+from . import metrics, plots, rules
 from .datasets import Sample, find_samples
 from .imageio import read_image
 from .inference import Segmenter
@@ -32,13 +36,14 @@ def at_truth_size(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(pred).resize(truth.shape[::-1], Image.NEAREST))
 
 
-def predictions(segmenter: Segmenter, samples: list[Sample], desc: str = "evaluating"):
-    """Yield (sample, image, analysis) for every sample (``Segmenter.analyze``: mask, quality,
-    warnings), predicting in batches with a progress bar."""
+def predictions(segmenter: Segmenter, samples: list[Sample], desc: str = "evaluating",
+                threshold: float | None = None, definition: str = "visible"):
+    """Yield (sample, image, analysis) for every sample (``Segmenter.analyze`` of ``definition``:
+    mask, quality, warnings), predicting in batches with a progress bar."""
     for start in tqdm(range(0, len(samples), BATCH), desc=desc, unit="batch"):
         chunk = samples[start:start + BATCH]
         images = [read_image(s.image) for s in chunk]
-        yield from zip(chunk, images, segmenter.analyze_batch(images))
+        yield from zip(chunk, images, segmenter.analyze_batch(images, threshold, definition=definition))
 
 
 def _scored(sample: Sample, image: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
@@ -52,12 +57,15 @@ def _scored(sample: Sample, image: np.ndarray, pred: np.ndarray) -> tuple[dict, 
 
 
 def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = None,
-             limit: int | None = None, worst: int = 6) -> dict:
-    """Score ``segmenter`` on every pair under ``data``; masks are compared at the truth's size."""
+             limit: int | None = None, worst: int = 6, threshold: float | None = None,
+             definition: str = "visible") -> dict:
+    """Score ``segmenter``'s ``definition`` output (at ``threshold``, default its card's) on every
+    pair under ``data``; masks are compared at the truth's size."""
+    estimator = segmenter.output(definition).quality
     samples = find_samples(data)[:limit] if limit else find_samples(data)
     rows, started = [], time.perf_counter()
     worst_cases: list[tuple[float, dict]] = []
-    for sample, image, result in predictions(segmenter, samples):
+    for sample, image, result in predictions(segmenter, samples, threshold=threshold, definition=definition):
         row, case = _scored(sample, image, result.mask)
         row.update(quality=result.quality, warnings=[w["code"] for w in result.warnings])
         rows.append(row)
@@ -65,13 +73,13 @@ def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = No
     seconds = time.perf_counter() - started
     groups = sorted({r["group"] for r in rows})
     report = {
-        "model": segmenter.name, "data": str(data), "seconds": round(seconds, 1),
+        "model": segmenter.name, "definition": definition, "data": str(data), "seconds": round(seconds, 1),
         "overall": metrics.summarize(rows),
         "groups": {g: metrics.summarize([r for r in rows if r["group"] == g]) for g in groups},
         "images": rows,
     }
-    if segmenter.quality_params:
-        report["quality"] = quality_report(rows, segmenter.quality_params["warn_below"])
+    if estimator:
+        report["quality"] = quality_report(rows, estimator["warn_below"])
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +90,8 @@ def evaluate(segmenter: Segmenter, data: str | Path, out: str | Path | None = No
                                   f"{segmenter.name} on {data}")
         if worst_cases:
             plots.case_grid([c for _, c in worst_cases], out / "worst.png")
-            plots.case_grid([_case(segmenter, samples, rows, q) for q in (90, 50, 10)], out / "typical.png")
+            plots.case_grid([_case(segmenter, samples, rows, q, threshold, definition) for q in (90, 50, 10)],
+                            out / "typical.png")
     return report
 
 
@@ -112,12 +121,13 @@ def quality_report(rows: list[dict], warn_below: float) -> dict:
     }
 
 
-def _case(segmenter: Segmenter, samples: list[Sample], rows: list[dict], percentile: float) -> dict:
+def _case(segmenter: Segmenter, samples: list[Sample], rows: list[dict], percentile: float,
+          threshold: float | None, definition: str) -> dict:
     """The case whose Dice sits at ``percentile`` of all rows, predicted again for the figure."""
     dice = np.array([r["dice"] for r in rows])
     index = int(np.argmin(np.abs(dice - np.percentile(dice, percentile))))
     image = read_image(samples[index].image)
-    _, case = _scored(samples[index], image, segmenter.analyze(image).mask)
+    _, case = _scored(samples[index], image, segmenter.analyze(image, threshold, definition=definition).mask)
     return {**case, "title": f"{case['title']} (p{percentile})"}
 
 
@@ -130,7 +140,8 @@ def markdown_table(report: dict) -> str:
         values = " | ".join(f"{summary[k]:.2f}" if k == "hd95" else f"{summary[k]:.4f}"
                             for k in metrics.METRICS)
         lines.append(f"| {name} | {summary['images']} | {values} |")
-    text = f"Model `{report['model']}` on `{report['data']}`\n\n" + head + "\n".join(lines) + "\n"
+    outline = rules.DEFINITIONS[report.get("definition", "visible")]["name"]
+    text = f"Model `{report['model']}` ({outline}) on `{report['data']}`\n\n" + head + "\n".join(lines) + "\n"
     if "quality" in report:
         q = report["quality"]
         text += (f"\nQuality estimate: Spearman {q['spearman']:.3f} with the true Dice, mean absolute "

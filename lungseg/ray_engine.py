@@ -70,9 +70,11 @@ class _Segment:
     def _analyses(self, decoded: list) -> list[Callable]:
         """The analyses of a batch; one by one if the batch fails, so a bad input fails alone."""
         try:
-            return [lambda r=r: r for r in self.segmenter.analyze_read(decoded, self.threshold, BATCH)]
+            results = self.segmenter.analyze_read(decoded, self.threshold, BATCH, self.writer.asked)
+            return [lambda r=r: r for r in results]
         except Exception:  # noqa: BLE001
-            return [lambda d=d: self.segmenter.analyze_read([d], self.threshold)[0] for d in decoded]
+            return [lambda d=d: self.segmenter.analyze_read([d], self.threshold, definition=self.writer.asked)[0]
+                    for d in decoded]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         jobs = [Job(str(source), Path(str(name))) for source, name in zip(batch["source"], batch["name"])]
@@ -156,8 +158,8 @@ def _discard_unfinished(writer: Writer, jobs: list[Job], rows: list, before: dic
         for column, name in writer.present(jobs[index]).items():
             if name and not present[column]:
                 (writer.out / name).unlink(missing_ok=True)
-        for kind in COLUMNS:
-            output = writer.out / jobs[index].output(kind)
+        for column in COLUMNS:
+            output = writer.out / jobs[index].path(column)
             for temporary in output.parent.glob(f".{glob.escape(output.name)}.*.part"):
                 temporary.unlink(missing_ok=True)
 
@@ -165,10 +167,10 @@ def _discard_unfinished(writer: Writer, jobs: list[Job], rows: list, before: dic
 def run(jobs: list[Job], out: str | Path, model: str | Path = bundle.DEFAULT_MODEL,
         threshold: float | None = None, overlay: bool = True, existing: str = "error",
         min_quality: float | None = None, labels: bool = False, workers: int | None = None,
-        address: str | None = None) -> Summary:
+        address: str | None = None, definitions: tuple[str, ...] = ("visible",)) -> Summary:
     """``batch.run`` on Ray: the same outputs and manifest; ``workers`` model actors, on the
     cluster at ``address`` (e.g. "auto" or "ray://host:10001") or an embedded local Ray."""
-    writer = Writer(Path(out).absolute(), overlay, labels, min_quality)
+    writer = Writer(Path(out).absolute(), overlay, labels, min_quality, tuple(definitions))
     shipped = None if Path(model) == bundle.DEFAULT_MODEL else str(Path(model).absolute())
     earlier = read_manifest(Path(out)) if existing == "skip" else {}
     rows = [writer.settled(job, existing, earlier) for job in jobs]
