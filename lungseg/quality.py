@@ -122,7 +122,7 @@ def fit(rows: list[dict], dice: list[float], ridge: float = 1.0,
     """Ridge regression of logit(Dice) on the standardised features ``names``: the card's ``quality``."""
     x = _design(rows, names)
     mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
+    scale[scale < 1e-8] = 1.0     # a constant feature (its std a rounding error): no scaling, no division by ~0
     z = (x - mean) / scale
     y = np.clip(np.asarray(dice, np.float64), EPS, 1 - EPS)
     y = np.log(y / (1 - y))

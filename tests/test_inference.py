@@ -1,9 +1,11 @@
 """The Python API with the committed default model, on real X-rays and built inputs."""
 import numpy as np
+import pytest
 from PIL import Image
 
-from conftest import mask_of, requires_data, val_images
-from lungseg import Segmenter, bundle, read_image, read_mask
+from conftest import SHARED, mask_of, requires_data, val_images
+from lungseg import Segmenter, bundle, read_image, read_mask, rules, whole
+from lungseg.evaluation import at_truth_size
 from lungseg.metrics import score
 
 
@@ -62,3 +64,44 @@ def test_same_xray_in_any_encoding_gives_the_same_mask(segmenter, tmp_path):
     for variant in ("rgba.png", "16bit.png", "palette.png"):
         assert np.array_equal(read_image(tmp_path / variant), read_image(tmp_path / "grey.png")), variant
         assert np.array_equal(segmenter.predict(tmp_path / variant), reference), variant
+
+
+V7 = SHARED / "data" / "v7-whole-lung"
+
+
+def test_the_default_outlines_both_definitions_and_a_one_output_model_says_what_it_lacks(segmenter):
+    """The default's card describes both outputs (visible first, the default); the seed model has
+    only the visible field, and asking it for the whole lung is a clear error, as is a typo."""
+    assert segmenter.definitions == ["visible", "whole"] == list(rules.DEFINITIONS)
+    assert segmenter.output("visible").threshold == segmenter.threshold == segmenter.card["threshold"]
+    assert segmenter.output("whole").index != segmenter.output("visible").index
+    seed = Segmenter.load(bundle.SEED_MODEL)
+    assert seed.definitions == ["visible"] and seed.chosen("both") == ["visible"]
+    image = np.full((64, 64), 128, np.uint8)
+    with pytest.raises(ValueError, match="outlines only the visible lung field, not the whole lung"):
+        seed.predict(image, definition="whole")
+    with pytest.raises(ValueError, match="definition must be one of visible, whole"):
+        segmenter.predict(image, definition="entire")
+
+
+@pytest.mark.skipif(not V7.is_dir(), reason=f"v7-whole-lung not found at {V7}")
+def test_whole_lung_on_real_xrays_with_whole_lung_masks(segmenter):
+    """v7-whole-lung's held-out X-rays (never trained on): the whole-lung mask matches the manual
+    whole-lung outline far better than the visible field does, contains the visible field, and
+    analyze(definition="both") gives both masks equal to predict's, with quality estimates."""
+    _, held = whole.split(V7)
+    for sample in held[:3]:
+        truth = sample.read_mask()
+        result = segmenter.analyze(sample.image, definition="both")
+        visible, whole_lung = result.mask, result.whole.mask
+        assert np.array_equal(visible, segmenter.predict(sample.image))
+        assert np.array_equal(whole_lung, segmenter.predict(sample.image, definition="whole"))
+        assert result.definition == "visible" and result.whole.definition == "whole"
+        assert list(result.outlines) == ["visible", "whole"]
+        found = {d: score(truth, at_truth_size(m, truth))["dice"] for d, m in (("visible", visible), ("whole", whole_lung))}
+        assert found["whole"] > 0.9 and found["whole"] > found["visible"] + 0.05, found
+        assert (visible & ~whole_lung).sum() < 0.02 * visible.sum()
+        assert result.whole.features["visible_outside"] < 0.02 < result.whole.features["whole_over_visible"]
+        alone = segmenter.analyze(sample.image, definition="whole")
+        assert alone.definition == "whole" and alone.whole is None and np.array_equal(alone.mask, whole_lung)
+        assert alone.quality == result.whole.quality

@@ -126,6 +126,29 @@ def test_features_and_the_fit_on_built_maps():
     assert "cut_off" in [w["code"] for w in checks.mask_warnings(feats, 0.99, 0.9)]
 
 
+def test_pair_features_and_an_estimator_that_reads_them_on_built_masks():
+    """What two outputs say of each other, on built working-size masks: a visible field inside the
+    whole lung leaks nothing; one that spills out does, in proportion; the log area ratio is exact;
+    an estimator fitted with them lists and reads them (and a wrong pair lowers the estimate)."""
+    visible = np.zeros((48, 48), bool)
+    visible[10:30, 5:20] = visible[10:30, 28:43] = True          # 600 pixels
+    whole_lung = np.zeros_like(visible)
+    whole_lung[8:36, 4:21] = whole_lung[8:36, 27:44] = True       # 952, containing the visible field
+    inside = quality.pair_features(visible, whole_lung)
+    assert inside == {"visible_outside": 0.0, "whole_over_visible": pytest.approx(np.log(952 / 600))}
+    spilled = quality.pair_features(np.roll(visible, 8, axis=1), whole_lung)   # columns 13-27, 36-47 + 0-2
+    assert spilled["visible_outside"] == pytest.approx(20 * (6 + 7) / 600)     # 21-26; 44-47 and 0-2 outside
+    assert quality.pair_features(visible, np.zeros_like(visible))["visible_outside"] == 1.0
+    rng = np.random.default_rng(3)
+    names = quality.FEATURES + quality.PAIR_FEATURES
+    rows = [{**{n: rng.normal() for n in quality.FEATURES}, "area": 0.3,
+             "visible_outside": leak, "whole_over_visible": 0.25} for leak in rng.uniform(0, 0.3, 80)]
+    params = quality.fit(rows, [0.97 - r["visible_outside"] for r in rows], names=names)
+    assert params["features"] == list(names)
+    assert quality.estimate({**rows[0], "visible_outside": 0.0}, params) > quality.estimate(
+        {**rows[0], "visible_outside": 0.3}, params) + 0.05
+
+
 @requires_data
 def test_calibration_writes_the_estimator_into_a_card(tmp_path):
     from lungseg.bundle import DEFAULT_MODEL
