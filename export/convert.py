@@ -5,6 +5,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,46 @@ def _count(dims: list[dict]) -> int:
     return count
 
 
+def _layer_of(node_name: str, layers: list[str]) -> str | None:
+    """The Keras layer (of ``layers``) a graph node belongs to: a path part named after it, or
+    after it with the ``_N`` suffix Keras adds when it traces a layer again."""
+    parts = node_name.split("/")
+    for layer in sorted(layers, key=len, reverse=True):
+        if any(part == layer or re.fullmatch(re.escape(layer) + r"_\d+", part) for part in parts):
+            return layer
+    return None
+
+
+def map_outputs(model_json: dict, card: dict) -> dict:
+    """Each lung definition the card describes -> {definition, index (its place among the graph's
+    outputs as TF.js lists them: the graph may order them unlike Keras), output (the signature's
+    tensor name), layer, threshold, quality}, found by the Keras layer each output comes from."""
+    described = card.get("outputs") or {"visible": {}}
+    layers = {facts["layer"]: d for d, facts in described.items() if "layer" in facts}
+    nodes = {node["name"]: node for node in model_json["modelTopology"]["node"]}
+    names = [v["name"] for v in model_json["signature"]["outputs"].values()]
+    found = {}
+    for index, name in enumerate(names):
+        node, definition = nodes.get(name.split(":")[0]), None
+        while node is not None and layers and definition is None:   # back through Identity/Sigmoid
+            layer = _layer_of(node["name"], list(layers))
+            definition = layers.get(layer)
+            inputs = [i for i in node.get("input", []) if not i.startswith("^")]
+            node = nodes.get(inputs[0].split(":")[0]) if inputs else None
+        definition = definition or ("visible" if not layers and index == 0 else None)
+        if definition:
+            found[definition] = {"definition": definition, "index": index, "output": name,
+                                 "layer": described[definition].get("layer")}
+    missing = sorted(set(described) - set(found))
+    if missing:
+        raise RuntimeError(f"the exported graph has no output for {', '.join(missing)} (outputs: {names})")
+    for definition, facts in described.items():
+        visible = definition == "visible"
+        found[definition]["threshold"] = float(facts.get("threshold", card.get("threshold", 0.5) if visible else 0.5))
+        found[definition]["quality"] = facts.get("quality", card.get("quality") if visible else None)
+    return {d: found[d] for d in described}   # the card's order: the visible field first
+
+
 def _converter() -> list[str]:
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # tfdf's banner imports IPython
     exe = Path(sys.executable).with_name("tensorflowjs_converter")
@@ -131,12 +172,13 @@ def export_model(model_dir: str | Path | None = None, out: str | Path = DEFAULT_
                         "fill_holes": bool(card.get("postprocess", {}).get("fill_holes", False))},
         "metrics": card.get("metrics", {}),
         "training": card.get("training", {}),
-        "quality": card.get("quality"),           # the estimator web/js/quality.js applies
+        "quality": card.get("quality"),           # the visible field's estimator (web/js/quality.js)
+        "outputs": map_outputs(model_json, card),  # per lung definition: graph output, threshold, quality
         "dtype": dtype,
         "bytes": sum(files.values()),
         "files": files,
         "input": "image: float32 (1, H, W, 3) raw RGB 0-255, any H and W",
-        "output": "float32 (1, H, W, 1) lung probability at the input's size",
+        "output": "float32 (1, H, W, 1) lung probability at the input's size, one per lung definition (outputs)",
         "signature": {"inputs": inputs, "outputs": outputs},
         "wasm_bias_fix": fixed,
         "source": {"model_dir": _display_path(folder),

@@ -4,11 +4,12 @@
 // nothing; the page keeps each result's figures, its mask as runs, the model's working-size
 // output (for the threshold slider) and the file the user gave (read again for the overlay
 // download); a second worker makes the downloads and the zip, as a stream. Formats, limits,
-// messages and the overlay come from vendor/rules.json.
+// messages, the overlay and the lung definitions (the visible lung field, the whole lung: the
+// choice the page offers, its outputs' names and manifest columns) come from vendor/rules.json.
 import { loadSegmenter, outputWorker } from "./segmenter.js";
 import { acceptAttribute, formatG, loadRules } from "./rules.js";
 import { pageFormats } from "./decode.js";
-import { OUTPUT_KINDS, manifestCsv, outputName, outputNames } from "./results.js";
+import { OUTPUT_KINDS, column, manifestCsv, messages, outputName, outputNames } from "./results.js";
 import { registerServiceWorker } from "./serviceworker.js";
 import { describeValidation, formatList } from "./words.js";
 
@@ -16,6 +17,7 @@ const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 const state = {
   rules: null, segmenter: null, results: [], queue: [], busy: false, nextId: 1, threshold: 0.5, opacity: 0.4,
+  definition: params.get("definition") || "visible",
   batch: { total: 0, done: 0 }, stopCurrent: null, outputs: null, zip: null, reassessing: 0,
 };
 // For tests and benchmarks: the app's state, a promise that settles when the model is ready,
@@ -27,6 +29,12 @@ window.lungsegApp = {
 };
 
 const ZIP_NAME = "lungseg-results.zip";   // as the app names its zip
+const BOTH = "both";
+
+/** A result's outlines: its first definition's figures (on the result itself), then the whole
+ *  lung's (`whole`) when both were asked for. */
+const outlinesOf = (r) => [r, ...(r.whole ? [r.whole] : [])];
+const definitionsOf = (rules) => Object.keys(rules.definitions).filter((k) => k !== "_doc");
 
 function formatMs(ms) { return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`; }
 
@@ -41,6 +49,35 @@ function applyRules(rules) {
     "16-bit images are stretched to 8 bits like the Python tool.";
   $("#opacity").value = String(Math.round(rules.overlay.opacity * 100));
   setOpacity();
+  showDefinitions(rules);
+}
+
+/** The choice of lung definition: one radio per definition of rules.json and "Both", each with
+ *  the line saying what it outlines. */
+function showDefinitions(rules) {
+  const defs = definitionsOf(rules).map((d) => [d, rules.definitions[d].label, rules.definitions[d].means]);
+  const names = definitionsOf(rules).map((d) => rules.definitions[d].name);
+  defs.push([BOTH, "Both", `the ${formatList(names, "and")}, each with its own figures and downloads`]);
+  if (!defs.some(([d]) => d === state.definition)) state.definition = "visible";
+  $("#definition").replaceChildren($("#definition legend"), ...defs.map(([value, label, means]) => {
+    const line = document.createElement("label");
+    const input = Object.assign(document.createElement("input"), { type: "radio", name: "definition", value, checked: value === state.definition });
+    const meaning = Object.assign(document.createElement("span"), { className: "note", textContent: means });
+    line.append(input, ` ${label}${value === "visible" ? " (default)" : ""}`, document.createElement("br"), meaning);
+    return line;
+  }));
+}
+
+/** Offer only the definitions the model outlines (a model with one output: no choice). */
+function limitDefinitions(outputs) {
+  const given = Object.keys(outputs);
+  for (const input of document.querySelectorAll("#definition input")) {
+    input.disabled = input.value === BOTH ? given.length < 2 : !given.includes(input.value);
+  }
+  $("#definition").hidden = given.length < 2;
+  if (state.definition !== BOTH && !given.includes(state.definition)) state.definition = given[0];
+  const checked = document.querySelector(`#definition input[value="${state.definition}"]`);
+  if (checked) checked.checked = true;
 }
 
 /** The overlay opacity of the slider, for the layers shown (CSS) and the overlay downloads. */
@@ -58,6 +95,7 @@ async function init() {
     const seg = await loadSegmenter({ modelUrl, backend });
     state.segmenter = seg;
     const m = seg.meta;
+    limitDefinitions(m.outputs);
     state.threshold = m.threshold;
     $("#threshold").value = String(m.threshold);
     $("#threshold-value").textContent = Number(m.threshold).toFixed(2);
@@ -107,12 +145,30 @@ function renderItem(result) {
   el.dataset.status = "pending";
   el.querySelector(".name").textContent = result.name;
   el.querySelector(".info").textContent = state.segmenter ? "waiting" : "waiting for the model";
-  for (const [kind, what] of [["mask", "mask"], ["overlay", "overlay"], ["labels", "side labels"]]) {
-    const button = el.querySelector(`.download-${kind}`);
-    button.setAttribute("aria-label", `Download the ${what} of ${result.name} as PNG`);
-    button.addEventListener("click", () => downloadOne(result, kind));
-  }
   return el;
+}
+
+/** The download buttons of each outline: mask, overlay and side labels PNGs, named by definition. */
+function showActions(result) {
+  const rules = state.rules, both = Boolean(result.whole);
+  const what = { mask: "mask", overlay: "overlay", labels: "side labels" };
+  const text = { mask: "Download mask PNG", overlay: "Overlay PNG", labels: "Side labels PNG" };
+  result.el.querySelector(".actions").replaceChildren(...outlinesOf(result).map((outline) => {
+    const { definition } = outline, label = rules.definitions[definition].label;
+    const line = document.createElement("span");
+    line.className = "outline-actions";
+    line.dataset.definition = definition;
+    if (both || definition !== "visible") line.append(`${label}: `);
+    for (const kind of OUTPUT_KINDS) {
+      const button = Object.assign(document.createElement("button"), { type: "button", textContent: text[kind] });
+      button.className = `download-${kind}${kind === "mask" ? " download" : ""}`;
+      button.dataset.definition = definition;
+      button.setAttribute("aria-label", `Download the ${rules.definitions[definition].name} ${what[kind]} of ${result.name} as PNG`);
+      button.addEventListener("click", () => downloadOne(result, kind, outline));
+      line.append(button, " ");
+    }
+    return line;
+  }));
 }
 
 async function pump() {
@@ -141,12 +197,12 @@ function setStatus(result, status) {
 function segmentInWorker(result) {
   return new Promise((resolve, reject) => {
     state.stopCurrent = () => resolve(null);
-    state.segmenter.processFile(result.file, state.threshold).then(resolve, reject);
+    state.segmenter.processFile(result.file, state.threshold, state.definition).then(resolve, reject);
   }).finally(() => { state.stopCurrent = null; });
 }
 
 async function processOne(result) {
-  const el = result.el, threshold = state.threshold;
+  const el = result.el, threshold = state.threshold, definition = state.definition;
   setStatus(result, "segmenting");
   el.querySelector(".info").textContent = "segmenting…";
   let out;
@@ -163,16 +219,22 @@ async function processOne(result) {
     return;
   }
   if (!out || result.status !== "segmenting") return;   // cancelled meanwhile
-  Object.assign(result, { width: out.width, height: out.height, note: out.note, ms: out.ms, mask: out.mask,
-    working: out.working, quality: out.quality, warnings: out.warnings, imageWarnings: out.imageWarnings,
-    inverted: out.inverted, areas: out.areas, spacing: out.spacing || null, spacingSource: out.spacingSource || "",
-    thumb: out.thumb, threshold });
+  Object.assign(result, { width: out.width, height: out.height, note: out.note, ms: out.ms, working: out.working,
+    imageWarnings: out.imageWarnings, inverted: out.inverted, spacing: out.spacing || null,
+    spacingSource: out.spacingSource || "", thumb: out.thumb, threshold, definition }, outline(out));
+  result.whole = out.whole ? outline(out.whole) : null;
   el.querySelector(".pair").hidden = false;
   el.querySelector(".actions").hidden = false;
   setStatus(result, "done");
   showImages(result);
   showFigures(result);
-  if (threshold !== state.threshold) reassessAll();   // the slider moved while it ran
+  showActions(result);
+  if (threshold !== state.threshold || definition !== state.definition) reassessAll();   // changed while it ran
+}
+
+/** What the page keeps of one definition's analysis. */
+function outline({ definition, mask, quality, warnings, areas, layer }) {
+  return { definition, mask, quality, warnings, areas, layer };
 }
 
 /** One compact line: the message of rules.json, which starts with the file name (shown in bold). */
@@ -197,24 +259,40 @@ function showBlob(img, blob) {
   img.src = URL.createObjectURL(blob);
 }
 
-/** The display copies (js/display.js): the X-ray's thumbnail, and over it the mask's layer at
- *  the overlay's opacity (CSS, so the opacity slider costs nothing). */
+/** The display copies (js/display.js): the X-ray's thumbnail, and beside it a copy per outline
+ *  with its mask's layer over it at the overlay's opacity (CSS, so the opacity slider costs nothing). */
 function showImages(result) {
   const { el, width, height, thumb, name } = result;
-  const original = el.querySelector("img.original"), base = el.querySelector("img.overlay-base");
-  for (const img of [original, base, el.querySelector("img.layer")]) { img.width = thumb.width; img.height = thumb.height; }
-  showBlob(original, thumb.image);
-  base.src = original.src;
+  const original = el.querySelector("img.original");
+  original.width = thumb.width; original.height = thumb.height;
+  if (!original.src) showBlob(original, thumb.image);
   original.alt = `X-ray ${name}, ${width} by ${height} pixels`;
-  showBlob(el.querySelector("img.layer"), thumb.layer);
+  for (const figure of el.querySelectorAll("figure.outline")) {
+    const layer = figure.querySelector("img.layer");
+    if (layer.src) URL.revokeObjectURL(layer.src);
+    figure.remove();
+  }
+  const template = $("#outline-template").content.firstElementChild;
+  el.querySelector(".pair").append(...outlinesOf(result).map((o) => {
+    const figure = template.cloneNode(true), rules = state.rules.definitions[o.definition];
+    figure.dataset.definition = o.definition;
+    for (const img of figure.querySelectorAll("img")) { img.width = thumb.width; img.height = thumb.height; }
+    figure.querySelector("img.overlay-base").src = original.src;
+    showBlob(figure.querySelector("img.layer"), o.layer);
+    figure.querySelector(".stack").setAttribute("aria-label",
+      `${rules.label} of ${name}: ${(o.areas.lung_fraction * 100).toFixed(1)}% of the image marked as lung`);
+    figure.querySelector("figcaption").textContent = `${rules.label} (overlay)`;
+    return figure;
+  }));
 }
 
 function showFigures(result) {
-  const { el, width, height, name } = result;
-  const share = `${(result.areas.lung_fraction * 100).toFixed(1)}% of the image`;
+  const { el, width, height } = result;
+  const several = outlinesOf(result).length > 1 || result.definition !== "visible";
+  const areas = outlinesOf(result).map((o) => several
+    ? `${state.rules.definitions[o.definition].name} ${describeAreas(o.areas)}` : `lungs ${describeAreas(o.areas)}`);
   el.querySelector(".info").textContent = `${width}×${height} px · ${formatMs(result.ms)} on ` +
-    `${state.segmenter.backendLabel} · lungs ${describeAreas(result.areas)}${result.note ? ` · ${result.note}` : ""}`;
-  el.querySelector(".stack").setAttribute("aria-label", `Lung overlay of ${name}: ${share} marked as lung`);
+    `${state.segmenter.backendLabel} · ${areas.join(" · ")}${result.note ? ` · ${result.note}` : ""}`;
   showQuality(result);
 }
 
@@ -224,21 +302,32 @@ function describeAreas(areas) {
   return `${areas.lung_cm2.toFixed(1)} cm² (right ${areas.image_left_cm2.toFixed(1)}, left ${areas.image_right_cm2.toFixed(1)})`;
 }
 
-/** The estimated Dice (when the model has an estimator) and each warning; flags the item. */
+/** The estimated Dice of each outline (when the model has an estimator for it) and each warning
+ *  (the image's once; another definition's own prefixed with its label); flags the item. */
 function showQuality(result) {
-  const { el, quality, warnings } = result;
+  const { el } = result, all = outlinesOf(result), labelled = all.length > 1;
   const line = el.querySelector(".quality");
-  line.hidden = quality === null;
-  line.textContent = quality === null ? "" : `estimated Dice ${quality.toFixed(2)}`;
+  const scored = all.filter((o) => o.quality !== null);
+  line.hidden = !scored.length;
+  line.textContent = scored.map((o) => `${labelled ? `${state.rules.definitions[o.definition].label}: ` : ""}` +
+    `estimated Dice ${o.quality.toFixed(2)}`).join(" · ");
+  const shown = [];
+  for (const [i, o] of all.entries()) {
+    for (const w of o.warnings) {
+      if (i > 0 && result.imageWarnings.some((own) => own.code === w.code)) continue;
+      shown.push({ ...w, definition: o.definition, text: i > 0 ? `${state.rules.definitions[o.definition].label}: ${w.message}` : w.message });
+    }
+  }
   const list = el.querySelector(".warnings");
-  list.replaceChildren(...warnings.map((w) => {
+  list.replaceChildren(...shown.map((w) => {
     const item = document.createElement("li");
     item.dataset.code = w.code;
-    item.textContent = w.message;
+    item.dataset.definition = w.definition;
+    item.textContent = w.text;
     return item;
   }));
-  list.hidden = !warnings.length;
-  el.dataset.flagged = String(warnings.length > 0);
+  list.hidden = !shown.length;
+  el.dataset.flagged = String(shown.length > 0);
 }
 
 function done() { return state.results.filter((r) => r.status === "done"); }
@@ -257,7 +346,7 @@ function updateProgress(current) {
 function updateSummary() {
   const ok = done().length, failed = count("error"), cancelled = count("cancelled");
   const waiting = state.results.length - ok - failed - cancelled;
-  const flagged = done().filter((r) => r.warnings.length).length;
+  const flagged = done().filter((r) => outlinesOf(r).some((o) => o.warnings.length)).length;
   $("#summary").textContent = state.results.length
     ? `${ok} segmented${flagged ? `, ${flagged} with warnings` : ""}${failed ? `, ${failed} failed` : ""}` +
       `${cancelled ? `, ${cancelled} cancelled` : ""}` +
@@ -311,15 +400,16 @@ function zipped() {
 
 const overlaySettings = () => ({ opacity: state.opacity, color: state.rules.overlay.color });
 
-/** One output of a segmented file as PNG, made in the worker at the X-ray's own size: mask
- *  (0/255), overlay or side labels (1 = the patient's right lung, 2 = left, as `lungseg predict --labels`). */
-async function downloadOne(result, kind) {
-  const out = zipped().find((z) => z.result === result).out;
+/** One output of one outline of a segmented file as PNG, made in the worker at the X-ray's own
+ *  size: mask (0/255), overlay or side labels (1 = the patient's right lung, 2 = left, as
+ *  `lungseg predict --labels`), named by its definition (NAME.whole.mask.png). */
+async function downloadOne(result, kind, { mask, definition }) {
+  const name = outputName(state.rules, zipped().find((z) => z.result === result).out, kind, definition);
   try {
-    const pngs = await outputs().outputs({ file: result.file, mask: result.mask, kinds: [kind], overlay: overlaySettings() });
-    save(new Blob([pngs[kind]], { type: "image/png" }), outputName(state.rules, out, kind));
+    const pngs = await outputs().outputs({ file: result.file, mask, kinds: [kind], overlay: overlaySettings() });
+    save(new Blob([pngs[kind]], { type: "image/png" }), name);
   } catch (err) {
-    zipStatus(`${outputName(state.rules, out, kind)} could not be made: ${err.message || err}`);
+    zipStatus(`${name} could not be made: ${err.message || err}`);
   }
 }
 
@@ -328,19 +418,26 @@ function zipStatus(text, running = false) {
   $("#zip-cancel").hidden = !running;
 }
 
-/** Everything as one zip laid out like `lungseg predict --labels`'s output folder: each file's
- *  NAME.mask.png, NAME.overlay.png, NAME.labels.png, and manifest.csv (a row per file, failed
- *  ones too). Written by the worker as a stream, one X-ray at a time; Cancel zip stops it. */
+/** Everything as one zip laid out like `lungseg predict --labels --definition X`'s output
+ *  folder: each file's NAME.mask.png, NAME.overlay.png, NAME.labels.png (the whole lung's
+ *  NAME.whole.mask.png, ...), and manifest.csv (a row per file, failed ones too; the columns of a
+ *  definition not shown left empty). Written by the worker as a stream, one X-ray at a time;
+ *  Cancel zip stops it. */
 async function downloadAll() {
   if (state.zip) return;
-  const items = [], rows = [];
+  const items = [], rows = [], rules = state.rules;
   for (const { result: r, out } of zipped()) {
     if (r.status === "error") { rows.push({ input: r.name, status: "error", message: r.message }); continue; }
-    const names = Object.fromEntries(OUTPUT_KINDS.map((k) => [k, outputName(state.rules, out, k)]));
-    items.push({ file: r.file, mask: r.mask, names });
-    rows.push({ input: r.name, status: "ok", ...names, width: r.width, height: r.height,
-      ...r.areas, spacing_source: r.spacingSource || "", quality: r.quality,
-      warnings: r.warnings.map((w) => w.code).join(" "), message: r.warnings.map((w) => w.message).join(" ") });
+    const row = { input: r.name, status: "ok", width: r.width, height: r.height, spacing_source: r.spacingSource || "",
+      message: messages(rules, outlinesOf(r)) };
+    const outlines = outlinesOf(r).map((o) => {
+      const names = Object.fromEntries(OUTPUT_KINDS.map((k) => [k, outputName(rules, out, k, o.definition)]));
+      const figures = { ...names, ...o.areas, quality: o.quality, warnings: o.warnings.map((w) => w.code).join(" ") };
+      for (const [key, value] of Object.entries(figures)) row[column(rules, key, o.definition)] = value;
+      return { mask: o.mask, names };
+    });
+    items.push({ file: r.file, outlines });
+    rows.push(row);
   }
   const job = state.zip = { cancelled: false };
   updateSummary();
@@ -367,21 +464,23 @@ function cancelZip() {
   state.outputs = null;
 }
 
-/** Recompute mask, quality and mask warnings of every result at the slider's threshold, one at a
- *  time in the worker (the image's warnings and the inversion decision are kept); a newer move
- *  of the slider takes over. */
+/** Recompute masks, quality and mask warnings of every result at the slider's threshold and for
+ *  the chosen definition, one at a time in the worker (the image's warnings and the inversion
+ *  decision are kept); a newer change takes over. */
 async function reassessAll() {
   const run = ++state.reassessing;
   for (const r of done()) {
-    const threshold = state.threshold;
+    const { threshold, definition } = state;
     if (run !== state.reassessing) return;
-    if (r.threshold === threshold) continue;
+    if (r.threshold === threshold && r.definition === definition) continue;
     const a = await state.segmenter.reassess({ working: r.working, width: r.width, height: r.height,
-      spacing: r.spacing, threshold });
+      spacing: r.spacing, threshold, definition });
     if (r.status !== "done") continue;
-    Object.assign(r, { mask: a.mask, quality: a.quality, warnings: [...r.imageWarnings, ...a.warnings], areas: a.areas, threshold });
-    showBlob(r.el.querySelector("img.layer"), a.layer);
+    const kept = (o) => ({ ...outline(o), warnings: [...r.imageWarnings, ...o.warnings] });
+    Object.assign(r, kept(a), { threshold, definition, whole: a.whole ? kept(a.whole) : null });
+    showImages(r);
     showFigures(r);
+    showActions(r);
     updateSummary();
   }
 }
@@ -419,6 +518,7 @@ function wire() {
   document.addEventListener("paste", (e) => { if (e.clipboardData?.files?.length) addFiles(e.clipboardData.files); });
   $("#opacity").addEventListener("input", setOpacity);
   $("#threshold").addEventListener("input", onThreshold);
+  $("#definition").addEventListener("change", (e) => { state.definition = e.target.value; reassessAll(); });
   $("#threshold-reset").addEventListener("click", () => {
     if (!state.segmenter) return;
     $("#threshold").value = String(state.segmenter.meta.threshold);

@@ -4,8 +4,10 @@
 //
 // The model runs at its working size, as lungseg.Segmenter does: the X-ray is resized to the
 // model's input size here (js/resize.js, equal to the graph's first resize) and the graph is cut
-// before its last resize to the input's size, so what it returns is small whatever the X-ray's
-// size; full-size masks and figures are made from that a row at a time (js/postprocess.js).
+// before each output's last resize to the input's size, so what it returns is small whatever the
+// X-ray's size; full-size masks and figures are made from that a row at a time (js/postprocess.js).
+// A model may outline two definitions of the lung (metadata.json `outputs`: the visible lung
+// field and the whole lung): one run gives both, each kept at its working size.
 //
 // Relative modelUrl values are resolved against web/ (this module's parent folder), as are the
 // vendored files (web/vendor/). Nothing about the model is written here: threshold, clean-up and
@@ -14,7 +16,7 @@ import { decodeImage } from "./decode.js";
 import { imageThumbnail, maskLayer, thumbSize } from "./display.js";
 import { lungAreas } from "./measure.js";
 import { HEAD_OPS, ProbabilityMap, toMask } from "./postprocess.js";
-import { analyze, assess } from "./quality.js";
+import { analyze, assessAll } from "./quality.js";
 import { resizeInput } from "./resize.js";
 import { loadRules } from "./rules.js";
 import * as runs from "./runs.js";
@@ -125,27 +127,42 @@ function checkResize(node) {
 }
 
 /**
- * Where the graph (model.json) is cut, as lungseg.inference.split_at_working_size cuts
- * the Keras model: `input`, the first resize (fed the X-ray resized by js/resize.js), `output`,
- * what the last resize (to the input's size) reads, and `head`, the ops after it (e.g. Sigmoid).
+ * The lung definitions the model outlines, {definition: {index, output (the graph's output
+ * tensor), threshold, quality}}, from metadata.json (python -m export maps them by the Keras
+ * layer each output comes from); an export without `outputs` gives one: the visible lung field.
  */
-export function workingSizeCut({ modelTopology: topology, signature }) {
+export function modelOutputs(meta, { signature }) {
+  if (meta.outputs) return meta.outputs;
+  const output = Object.values(signature.outputs)[0].name;
+  return { visible: { definition: "visible", index: 0, output, threshold: meta.threshold, quality: meta.quality ?? null } };
+}
+
+/**
+ * Where the graph (model.json) is cut, as lungseg.inference.split_at_working_size cuts the Keras
+ * model: `input`, the first resize (fed the X-ray resized by js/resize.js), and per output tensor
+ * of `names` (default: the first output), `output`, what its last resize (to the input's size)
+ * reads, and `head`, the ops after it (e.g. Sigmoid).
+ */
+export function workingSizeCut({ modelTopology: topology, signature }, names = [Object.values(signature.outputs)[0].name]) {
   const nodes = new Map(topology.node.map((n) => [n.name, n]));
-  const outputName = Object.values(signature.outputs)[0].name;
   const source = (name) => nodes.get(name.replace(/^\^/, "").split(":")[0]);
   const image = topology.node.find((n) => n.op === "Placeholder");
   const first = topology.node.find((n) => n.op === "ResizeBilinear" && source(n.input[0]) === image);
   if (!first) throw new Error("the model does not start with a bilinear resize of its input");
-  const head = [];
-  let node = source(outputName);
-  while (node && node.op !== "ResizeBilinear") {
-    if (!HEAD_OPS.includes(node.op)) throw new Error(`the model ends with ${node.op} after its last resize, which the page cannot apply`);
-    head.unshift(node.op);
-    node = source(node.input[0]);
-  }
-  if (!node || node === first) throw new Error("the model has no resize to its input's size");
-  checkResize(first); checkResize(node);
-  return { input: first.name, output: node.input[0], head };
+  checkResize(first);
+  const cuts = names.map((outputName) => {
+    const head = [];
+    let node = source(outputName);
+    while (node && node.op !== "ResizeBilinear") {
+      if (!HEAD_OPS.includes(node.op)) throw new Error(`the model ends with ${node.op} after its last resize, which the page cannot apply`);
+      head.unshift(node.op);
+      node = source(node.input[0]);
+    }
+    if (!node || node === first) throw new Error("the model has no resize to its input's size");
+    checkResize(node);
+    return { output: node.input[0], head };
+  });
+  return { input: first.name, outputs: cuts };
 }
 
 /** Let messages queued for this thread run (a cancel), then stop if `cancelled()` says so. */
@@ -171,19 +188,23 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
   const order = backend === "auto" ? BACKENDS : [backend, ...BACKENDS.filter((b) => b !== backend)];
   const notes = [];
   const size = meta.input_size || 256;
-  let model = null, used = null, runAsync = false, cut = null;
+  let model = null, used = null, runAsync = false, cut = null, outputs = null;
   for (const name of order) {
     const reason = backend === "auto" ? await autoSkipReason(name) : null;
     if (reason) { notes.push(`${name} skipped: ${reason}`); continue; }
     try {
       await prepareBackend(tf, name, wasmThreads(cores, globalThis.crossOriginIsolated));
       model = model || await tf.loadGraphModel(new URL("model.json", base).href);
-      cut = cut || workingSizeCut(await (await fetch(new URL("model.json", base))).json());
+      if (!cut) {
+        const graph = await (await fetch(new URL("model.json", base))).json();
+        outputs = modelOutputs(meta, graph);
+        cut = workingSizeCut(graph, Object.values(outputs).map((o) => o.output));
+      }
       const zeros = { [cut.input]: tf.zeros([1, size, size, 3]) };   // warm-up: compiles kernels, allocates memory
       try {
-        tf.tidy(() => model.execute(zeros, cut.output)).dispose();
+        tf.dispose(tf.tidy(() => model.execute(zeros, cutNames(cut))));
       } catch (err) {   // a backend that cannot run the graph synchronously
-        (await model.executeAsync(zeros, cut.output)).dispose();
+        tf.dispose(await model.executeAsync(zeros, cutNames(cut)));
         runAsync = true;
       } finally {
         zeros[cut.input].dispose();
@@ -197,6 +218,8 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
   }
   if (!used) throw new Error(`no TensorFlow.js backend could run the model (${notes.join("; ")})`);
   if (used !== order[0]) notes.push(`using ${used} instead of ${order[0]}`);
+  meta.outputs = outputs;
+  const definitions = Object.keys(outputs);
   const threads = used === "wasm" ? tf.wasm.getThreadsCount() : 1;
   const where = runsOn(used, threads);
   const info = {
@@ -207,28 +230,39 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
   const postprocess = meta.postprocess || {};
   let generation = 0;   // cancel() moves it on: a file started under an older one stops
 
-  /** RGBA pixels (width x height) -> {map: ProbabilityMap (the model's output at its working size,
-   *  full-size rows on demand), ms}; `invert`: of the negative. */
+  /** The definitions asked for: "both" is every one the model gives (Segmenter.chosen). */
+  function chosen(definition = "visible") {
+    if (definition === "both") return definitions;
+    if (!outputs[definition]) throw new Error(`this model does not outline the ${definition} lung (it gives: ${definitions.join(", ")})`);
+    return [definition];
+  }
+
+  /** RGBA pixels (width x height) -> {maps: {definition: ProbabilityMap} (the model's outputs at
+   *  their working size, full-size rows on demand; one run), ms}; `invert`: of the negative. */
   async function runWorking(rgba, width, height, invert = false) {
     const t0 = performance.now();
     const input = tf.tensor4d(resizeInput(rgba, width, height, size, invert), [1, size, size, 3]);
-    let output;
+    let out;
     try {
       const feed = { [cut.input]: input };
-      output = runAsync ? await model.executeAsync(feed, cut.output) : tf.tidy(() => model.execute(feed, cut.output));
+      out = runAsync ? await model.executeAsync(feed, cutNames(cut)) : tf.tidy(() => model.execute(feed, cutNames(cut)));
     } finally {
       input.dispose();
     }
-    const [, workHeight, workWidth] = output.shape;
+    const [, workHeight, workWidth] = out[0].shape;
     let values;
-    try { values = await output.data(); } finally { output.dispose(); }
-    return { map: new ProbabilityMap(values, workWidth, workHeight, width, height, cut.head), ms: performance.now() - t0 };
+    try { values = await Promise.all(out.map((t) => t.data())); } finally { tf.dispose(out); }
+    const maps = Object.fromEntries(definitions.map((d, i) =>
+      [d, new ProbabilityMap(values[i], workWidth, workHeight, width, height, cut.outputs[i].head)]));
+    return { maps, ms: performance.now() - t0 };
   }
 
-  /** ImageData (or {data, width, height}) -> {probability: Float32Array(H*W), width, height, ms}. */
-  async function segment(image) {
-    const { map, ms } = await runWorking(image.data, image.width, image.height);
-    return { probability: map.full(), width: image.width, height: image.height, ms };
+  /** ImageData (or {data, width, height}) -> {probability: Float32Array(H*W), width, height, ms}
+   *  of `definition`'s output. */
+  async function segment(image, definition = "visible") {
+    chosen(definition);
+    const { maps, ms } = await runWorking(image.data, image.width, image.height);
+    return { probability: maps[definition].full(), width: image.width, height: image.height, ms };
   }
 
   /** Probability -> Uint8Array 0/1 mask: threshold, then the model's clean-up from metadata. */
@@ -236,9 +270,11 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     return toMask(probability, width, height, threshold, postprocess);
   }
 
-  /** Decode, segment and analyze a file (Segmenter.analyze): the decoded image's fields and
-   *  analyze()'s, ms (model) and qualityMs; stops with CancelledError after cancel(). */
-  async function analyzeFile(file, threshold) {
+  /** Decode, segment and analyze a file (Segmenter.analyze) for `definition` ("visible", "whole"
+   *  or "both"): the decoded image's fields, analyze()'s result, `maps` (the pass the masks came
+   *  from), ms (model) and qualityMs; stops with CancelledError after cancel(). */
+  async function analyzeFile(file, threshold, definition) {
+    const wanted = chosen(definition);
     const started = generation, cancelled = () => generation !== started;
     const [decoded, rules] = await Promise.all([decodeImage(file), loadRules()]);
     await checkpoint(cancelled);
@@ -246,10 +282,12 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     const out = await runWorking(rgba, width, height);
     await checkpoint(cancelled);
     const t0 = performance.now();
-    const inverse = async () => (await runWorking(rgba, width, height, true)).map;
-    const analysis = await analyze(rules, meta, rgba, width, height, out.map, inverse,
-      { threshold, headerWarnings: decoded.warnings });
-    return { decoded, analysis, ms: out.ms, qualityMs: performance.now() - t0 };
+    let maps = out.maps;
+    const inverse = async () => { maps = (await runWorking(rgba, width, height, true)).maps; return maps; };
+    const analysis = await analyze(rules, meta, rgba, width, height, out.maps, inverse,
+      { threshold, headerWarnings: decoded.warnings, wanted });
+    if (!analysis.inverted) maps = out.maps;
+    return { decoded, analysis, maps, ms: out.ms, qualityMs: performance.now() - t0 };
   }
 
   /** What the page keeps of a mask: runs, areas and the display layer. */
@@ -257,33 +295,48 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     return { mask, areas: lungAreas(mask, spacing), layer: await maskLayer(mask, thumb, rules.overlay.color) };
   }
 
+  /** An analysis without its maps, each outline's mask made by `keep(outline)`. */
+  async function kept(analysis, keep) {
+    const one = async ({ map, whole, ...outline }) => ({ ...outline, ...(await keep(outline)) });
+    const first = await one(analysis);
+    return analysis.whole ? { ...first, whole: await one(analysis.whole) } : first;
+  }
+
+  /** The working-size maps of every output, for another threshold or definition. */
+  const workingOf = (maps) => Object.fromEntries(Object.entries(maps).map(([d, m]) =>
+    [d, { values: m.values.slice(), width: m.workWidth, height: m.workHeight }]));
+
   return {
     info, segment, mask,
     /** A file -> {mask (Uint8Array 0/1), width, height, note, ms (model), quality, warnings,
-     *  imageWarnings, inverted, features, qualityMs (checks, and the inverted run if tried), and a
-     *  DICOM's spacing}: Segmenter.analyze (js/quality.js). ImageDecodeError for a bad file. */
-    async segmentFile(file, threshold = meta.threshold) {
-      const { decoded: { imageData, ...decoded }, analysis: { map, ...analysis }, ms, qualityMs } = await analyzeFile(file, threshold);
-      return { ...decoded, ...analysis, mask: runs.toMask(analysis.mask), ms, qualityMs };
+     *  imageWarnings, inverted, features, definition, qualityMs (checks, and the inverted run if
+     *  tried), a DICOM's spacing, and with definition "both" the whole lung's as `whole`}:
+     *  Segmenter.analyze (js/quality.js). ImageDecodeError for a bad file. */
+    async segmentFile(file, threshold = null, definition = "visible") {
+      const { decoded: { imageData, ...decoded }, analysis, ms, qualityMs } = await analyzeFile(file, threshold, definition);
+      const result = await kept(analysis, async (o) => ({ mask: runs.toMask(o.mask) }));
+      return { ...decoded, ...result, ms, qualityMs };
     },
-    /** A file -> what the page keeps (no full-size pixels): the figures of segmentFile with the
-     *  mask as runs, its areas, `working` (the model's output at its working size, for another
-     *  threshold) and `thumb` ({image, layer}: JPEG and PNG Blobs, thumbSize(width, height)). */
-    async processFile(file, threshold = meta.threshold) {
-      const { decoded: { imageData, ...decoded }, analysis: { map, ...analysis }, ms, qualityMs } = await analyzeFile(file, threshold);
+    /** A file -> what the page keeps (no full-size pixels): the figures of segmentFile with each
+     *  mask as runs, its areas and display `layer` (a PNG Blob at thumbSize(width, height)),
+     *  `working` (every output at its working size, for another threshold or definition) and
+     *  `thumb` ({width, height, image}: the X-ray as a JPEG Blob). */
+    async processFile(file, threshold = null, definition = "visible") {
+      const { decoded: { imageData, ...decoded }, analysis, maps, ms, qualityMs } = await analyzeFile(file, threshold, definition);
       const rules = await loadRules(), thumb = thumbSize(decoded.width, decoded.height);
       const image = await imageThumbnail(imageData, thumb);
-      const { layer, ...figures } = await maskFigures(analysis.mask, decoded.spacing, thumb, rules);
-      const working = { values: map.values.slice(), width: map.workWidth, height: map.workHeight };
-      return { ...decoded, ...analysis, ...figures, working, thumb: { ...thumb, image, layer }, ms, qualityMs };
+      const result = await kept(analysis, (o) => maskFigures(o.mask, decoded.spacing, thumb, rules));
+      return { ...decoded, ...result, working: workingOf(maps), thumb: { ...thumb, image }, ms, qualityMs };
     },
-    /** Another threshold for a kept result ({working, width, height, spacing, threshold}): the mask
-     *  (runs), quality, mask warnings, areas and layer (at thumbSize) of that threshold. */
-    async reassess({ working, width, height, spacing = null, threshold }) {
-      const rules = await loadRules();
-      const map = new ProbabilityMap(working.values, working.width, working.height, width, height, cut.head);
-      const { mask, quality, warnings } = assess(rules, meta, map, threshold);
-      return { quality, warnings, ...(await maskFigures(mask, spacing, thumbSize(width, height), rules)) };
+    /** Another threshold or definition for a kept result ({working, width, height, spacing,
+     *  threshold, definition}): each outline's mask (runs), quality, mask warnings, areas and
+     *  layer (at thumbSize) (the image's warnings and the inversion are the caller's to keep). */
+    async reassess({ working, width, height, spacing = null, threshold = null, definition = "visible" }) {
+      const rules = await loadRules(), thumb = thumbSize(width, height);
+      const maps = Object.fromEntries(definitions.map((d, i) => [d,
+        new ProbabilityMap(working[d].values, working[d].width, working[d].height, width, height, cut.outputs[i].head)]));
+      const analysis = assessAll(rules, meta, maps, chosen(definition), threshold);
+      return kept(analysis, (o) => maskFigures(o.mask, spacing, thumb, rules));
     },
     /** Stop the file being segmented (it rejects with CancelledError at its next step). */
     cancel() { generation++; },
@@ -291,3 +344,6 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     dispose() { if (model) { model.dispose(); model = null; } },
   };
 }
+
+/** The tensors a run asks the graph for: each output's working-size map. */
+function cutNames(cut) { return cut.outputs.map((o) => o.output); }

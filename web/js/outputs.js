@@ -1,6 +1,7 @@
 // The page's downloads, made in a worker from what the page keeps of each result (the file the
-// user gave and its mask as runs): NAME.mask.png, NAME.labels.png and NAME.overlay.png at the
-// X-ray's own size (the overlay from the file decoded again, as lungseg.plots.overlay makes it),
+// user gave and its masks as runs): NAME.mask.png, NAME.labels.png and NAME.overlay.png (and the
+// whole lung's NAME.whole.mask.png, ...) at the X-ray's own size (the overlay from the file
+// decoded again, as lungseg.plots.overlay makes it),
 // one at a time, and the zip of all of them written as a stream into Blob parts (the browser
 // keeps those outside the page's memory), so a batch of hundreds of full-size X-rays never sits
 // in memory at once.
@@ -26,14 +27,17 @@ export async function outputPngs({ file, mask, kinds = OUTPUT_KINDS, overlay }) 
 
 /**
  * The zip of a batch, laid out like `lungseg predict --labels`'s output folder: for each item
- * ({file, mask, names: {mask, overlay, labels}}) its three PNGs, then `manifest` (text) as
- * `manifestName`. `progress(done, total)` after each item. Resolves to a Blob.
+ * ({file, outlines: [{mask, names: {mask, overlay, labels}}]}, an outline per lung definition)
+ * its three PNGs per outline, then `manifest` (text) as `manifestName`. `progress(done, total)`
+ * after each item. Resolves to a Blob.
  */
 export async function writeZip({ items, manifest, manifestName, overlay }, progress = () => {}) {
   const zip = new ZipWriter();
-  for (const [index, item] of items.entries()) {
-    const pngs = await outputPngs({ ...item, overlay });
-    for (const kind of OUTPUT_KINDS) zip.add(item.names[kind], pngs[kind]);
+  for (const [index, { file, outlines }] of items.entries()) {
+    for (const { mask, names } of outlines) {
+      const pngs = await outputPngs({ file, mask, overlay });
+      for (const kind of OUTPUT_KINDS) zip.add(names[kind], pngs[kind]);
+    }
     progress(index + 1, items.length);
   }
   zip.add(manifestName, new TextEncoder().encode(manifest));

@@ -56,6 +56,18 @@ export class ProbabilityMap {
     return out.subarray(0, x1 - x0);
   }
 
+  /** The working-size map, head applied, >= t: a Uint8Array 0/1 of workHeight x workWidth, the
+   *  threshold rounded to float32 (inference._working_mask, what quality.pairFeatures reads). */
+  thresholded(t) {
+    const tf32 = f(t), { values } = this, out = new Uint8Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      let v = values[i];
+      for (const op of this.ops) v = op(v);
+      out[i] = v >= tf32 ? 1 : 0;
+    }
+    return out;
+  }
+
   /** The full-size Float32Array (only when asked for: 4 bytes per pixel). */
   full() {
     const out = new Float32Array(this.width * this.height);

@@ -123,37 +123,72 @@ export function maskWarnings(rules, feats, quality, warnBelow) {
   return out;
 }
 
+/** What the visible and the whole-lung outputs say of each other (quality.pair_features), from
+ *  their thresholded working-size maps (Uint8Array 0/1 of one size): the share of the visible
+ *  field outside the whole lung, and the natural log of the whole lung's area over the field's. */
+export function pairFeatures(visible, whole) {
+  let inside = 0, outside = 0, wholeArea = 0;
+  for (let i = 0; i < visible.length; i++) {
+    inside += visible[i];
+    wholeArea += whole[i];
+    if (visible[i] && !whole[i]) outside++;
+  }
+  return { visible_outside: outside / Math.max(inside, 1), whole_over_visible: Math.log(Math.max(wholeArea, 1) / Math.max(inside, 1)) };
+}
+
 /** Mask (runs), estimated quality and mask warnings of one probability map (Segmenter._assess):
- *  `map` a ProbabilityMap or FullMap (js/postprocess.js). */
-export function assess(rules, meta, map, t = meta.threshold) {
+ *  `map` a ProbabilityMap or FullMap (js/postprocess.js); `params` the output's estimator (the
+ *  visible field's by default), `pair` the pairFeatures of a two-output model (or null). */
+export function assess(rules, meta, map, t = meta.threshold, { params = meta.quality, pair = null } = {}) {
   const { mask, raw, rawRegions, sums } = fullSizeMask(map, t, meta.postprocess || {});
-  const feats = featuresOfSums(sums, raw, rawRegions, mask);
-  const params = meta.quality;
+  const feats = { ...featuresOfSums(sums, raw, rawRegions, mask), ...pair };
   const quality = params ? estimate(feats, params) : null;
   const warnings = maskWarnings(rules, feats, params ? quality : 1, params ? params.warn_below : 0);
   return { mask, quality, warnings, features: feats, inverted: false };
 }
 
 /**
- * Segmenter.analyze in the browser. `map` is the model's probability (a ProbabilityMap) of the
- * X-ray's RGBA pixels `rgba` (width x height); `segmentInverted()` resolves to the map of its
- * negative and is called only when the image has no warning of its own (`headerWarnings`: a
- * DICOM's, counted as its own) but its mask is implausible or of low quality. Resolves to
- * assess()'s fields plus `map` (the one the mask came from) and `imageWarnings` (kept when the
- * threshold changes).
+ * The definitions `wanted` (the model's, e.g. ["visible", "whole"]) of one X-ray's maps
+ * ({definition: ProbabilityMap}, meta.outputs: each output's threshold and estimator), as
+ * Segmenter._assess_all: the first's assess() fields with `definition` and `map`, the whole
+ * lung's as its `whole` when both are wanted. `t`: one threshold for all (default: each its own).
  */
-export async function analyze(rules, meta, rgba, width, height, map, segmentInverted,
-  { threshold = meta.threshold, headerWarnings = [] } = {}) {
+export function assessAll(rules, meta, maps, wanted, t = null) {
+  const outputs = meta.outputs;
+  const pair = maps.visible && maps.whole
+    ? pairFeatures(maps.visible.thresholded(outputs.visible.threshold), maps.whole.thresholded(outputs.whole.threshold))
+    : null;
+  const one = (d) => ({ ...assess(rules, meta, maps[d], t ?? outputs[d].threshold, { params: outputs[d].quality, pair }),
+    definition: d, map: maps[d] });
+  const first = one(wanted[0]);
+  if (wanted.length > 1) first.whole = one(wanted[1]);
+  return first;
+}
+
+/** Every definition of an assessAll result: [the first, its whole lung's if any]. */
+export const outlines = (result) => [result, ...(result.whole ? [result.whole] : [])];
+
+/**
+ * Segmenter.analyze in the browser. `maps` are the model's probabilities ({definition:
+ * ProbabilityMap}) of the X-ray's RGBA pixels `rgba` (width x height); `segmentInverted()`
+ * resolves to the maps of its negative and is called only when the image has no warning of its
+ * own (`headerWarnings`: a DICOM's, counted as its own) but the first wanted definition's mask is
+ * implausible or of low quality (it decides; all are then taken from the inverse). Resolves to
+ * assessAll()'s result, each outline with `imageWarnings` (kept when the threshold changes).
+ */
+export async function analyze(rules, meta, rgba, width, height, maps, segmentInverted,
+  { threshold = null, headerWarnings = [], wanted = ["visible"] } = {}) {
   const found = [...headerWarnings, ...imageWarnings(rules, imageStats(rgba, width, height))];
-  let result = { ...assess(rules, meta, map, threshold), map };
+  let result = assessAll(rules, meta, maps, wanted, threshold);
   const doubtful = !plausible(rules, result.features) || result.warnings.some((w) => w.code === "low_quality");
   if (!found.length && doubtful) {
-    const inverseMap = await segmentInverted();
-    const inverse = assess(rules, meta, inverseMap, threshold);
+    const inverse = assessAll(rules, meta, await segmentInverted(), wanted, threshold);
     if (inverseIsBetter(rules, result.features, result.quality, inverse.features, inverse.quality)) {
-      result = { ...inverse, map: inverseMap, inverted: true };
+      result = inverse;
+      for (const outline of outlines(result)) outline.inverted = true;
       found.push(warning(rules, "inverted"));
     }
   }
-  return { ...result, imageWarnings: found, warnings: [...found, ...result.warnings] };
+  for (const outline of outlines(result)) Object.assign(outline, { imageWarnings: found, warnings: [...found, ...outline.warnings] });
+  return result;
 }

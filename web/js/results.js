@@ -1,5 +1,6 @@
 // What the page's downloads hold, as `lungseg predict --labels` writes its output folder (the app
 // does the same, app/analysis.py): files named NAME.mask.png, NAME.overlay.png, NAME.labels.png
+// (the whole lung's NAME.whole.mask.png, ...: rules.json `definitions` prefixes)
 // (NAME the file's full name, a name already taken made unique with -2, -3, ... before its
 // extension), and manifest.csv with the columns of rules.json `outputs`, written as Python's csv
 // module does. The page writes no DICOM Segmentation (NAME.seg.dcm): the CLI and the app do.
@@ -36,8 +37,32 @@ export function outputNames(names) {
   });
 }
 
-/** An output's file name: `name` + rules.json's suffix of `kind` (mask, overlay, labels). */
-export function outputName(rules, name, kind) { return name + rules.outputs[kind]; }
+/** An output's file name: `name` + rules.json's suffix of `kind` (mask, overlay, labels) for a
+ *  lung `definition`, its prefix first (rules.output_name): NAME.mask.png, NAME.whole.mask.png. */
+export function outputName(rules, name, kind, definition = "visible") {
+  const prefix = rules.definitions[definition].prefix;
+  return name + (prefix ? `.${prefix}${rules.outputs[kind]}` : rules.outputs[kind]);
+}
+
+/** A manifest column of a lung definition (rules.column): lung_cm2, whole_lung_cm2. */
+export function column(rules, name, definition = "visible") {
+  const prefix = rules.definitions[definition].prefix;
+  return prefix ? `${prefix}_${name}` : name;
+}
+
+/** The manifest's message of a segmented file (batch._messages): the warnings' messages of every
+ *  outline ([{definition, warnings}]), each once; with more than one, those of one definition only
+ *  start with its label ("Whole lung: ..."). */
+export function messages(rules, outlines) {
+  const said = outlines.map((o) => o.warnings.map((w) => w.message));
+  const shared = new Set(said[0].filter((m) => said.every((own) => own.includes(m))));
+  const out = [];
+  outlines.forEach((o, i) => {
+    const label = outlines.length > 1 ? `${rules.definitions[o.definition].label}: ` : "";
+    for (const m of said[i]) if (!(shared.has(m) && out.includes(m))) out.push(shared.has(m) ? m : label + m);
+  });
+  return out.join(" ");
+}
 
 /** lungseg.plots.overlay: the RGB pixels of `rgba` (ImageData.data) with `mask` tinted in `color`,
  *  in float32 arithmetic rounded half to even, as NumPy computes it (a table of the 256 values of

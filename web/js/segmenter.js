@@ -2,9 +2,11 @@
 //
 //   import { loadSegmenter } from "./js/segmenter.js";
 //   const seg = await loadSegmenter();      // {modelUrl = "model/", backend = "auto", worker = true}
-//   const { probability, width, height, ms } = await seg.segment(imageData);
+//   const { probability, width, height, ms } = await seg.segment(imageData);  // (imageData, "whole"): the whole lung
 //   const mask = seg.mask(probability, width, height); // Uint8Array 0/1, the model's clean-up
 //   const r = await seg.segmentFile(file);  // decode (js/decode.js) + segment + quality and warnings (js/quality.js)
+//   const b = await seg.segmentFile(file, null, "both"); // the visible lung field, the whole lung as b.whole
+//   seg.meta.outputs                        // the definitions the model outlines: {visible, whole}
 //   const kept = await seg.processFile(file); // the same, kept compactly: mask as runs, thumbnails
 //   seg.dispose();
 //
@@ -84,7 +86,7 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto", wor
     const engine = await createEngine({ modelUrl, backend });
     return {
       ...engine.info, loadMs: performance.now() - started, inWorker: false, mask: engine.mask,
-      segment: (source) => engine.segment(toImageData(source)),
+      segment: (source, definition) => engine.segment(toImageData(source), definition),
       segmentFile: engine.segmentFile, processFile: engine.processFile, reassess: engine.reassess, cancel: engine.cancel,
       numTensors: async () => engine.numTensors(),
       dispose: engine.dispose,
@@ -106,14 +108,14 @@ export async function loadSegmenter({ modelUrl = "model/", backend = "auto", wor
     mask: (probability, width, height, threshold = info.meta.threshold) =>
       toMask(probability, width, height, threshold, info.meta.postprocess || {}),
     /** -> {probability, width, height, ms (round trip, as the caller waits), modelMs (in the worker)}. */
-    async segment(source) {
+    async segment(source, definition = "visible") {
       const t0 = performance.now();
       const image = toImageData(source);
-      const out = await client.call("segment", { image });
+      const out = await client.call("segment", { image, definition });
       return { ...out, modelMs: out.ms, ms: performance.now() - t0 };
     },
-    segmentFile: (file, threshold = info.meta.threshold) => client.call("segmentFile", { file, threshold }),
-    processFile: (file, threshold = info.meta.threshold) => client.call("processFile", { file, threshold }),
+    segmentFile: (file, threshold = null, definition = "visible") => client.call("segmentFile", { file, threshold, definition }),
+    processFile: (file, threshold = null, definition = "visible") => client.call("processFile", { file, threshold, definition }),
     reassess: (args) => client.call("reassess", args),
     cancel: () => client.call("cancel"),
     numTensors: () => client.call("numTensors"),

@@ -8,8 +8,9 @@ import { outputPngs, writeZip } from "./outputs.js";
 
 let engine = null;
 
-/** The buffers of a result's runs and working-size map, moved rather than copied. */
-const buffers = (r) => [r.mask?.data?.buffer, r.working?.values?.buffer].filter(Boolean);
+/** The buffers of a result's runs (each definition's) and working-size maps, moved rather than copied. */
+const buffers = (r) => [r.mask?.data?.buffer, r.whole?.mask?.data?.buffer,
+  ...Object.values(r.working || {}).map((w) => w.values.buffer)].filter(Boolean);
 
 const handlers = {
   async load(options) {
@@ -17,16 +18,16 @@ const handlers = {
     engine = await createEngine(options);
     return { result: engine.info };
   },
-  async segment({ image }) {
-    const out = await engine.segment(image);
+  async segment({ image, definition }) {
+    const out = await engine.segment(image, definition);
     return { result: out, transfer: [out.probability.buffer] };
   },
-  async segmentFile({ file, threshold }) {
-    const out = await engine.segmentFile(file, threshold);
-    return { result: out, transfer: [out.mask.buffer] };
+  async segmentFile({ file, threshold, definition }) {
+    const out = await engine.segmentFile(file, threshold, definition);
+    return { result: out, transfer: [out.mask.buffer, out.whole?.mask.buffer].filter(Boolean) };
   },
-  async processFile({ file, threshold }) {
-    const out = await engine.processFile(file, threshold);
+  async processFile({ file, threshold, definition }) {
+    const out = await engine.processFile(file, threshold, definition);
     return { result: out, transfer: buffers(out) };
   },
   async reassess(args) {
