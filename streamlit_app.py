@@ -13,8 +13,9 @@ import streamlit as st
 from app import analysis, component, download, models, results
 from app.results import preview
 from app.xray import flagged, show_result
-from lungseg import rules
+from lungseg import Segmenter, rules
 from lungseg.bundle import DEFAULT_MODEL
+from lungseg.inference import BOTH
 from lungseg.plots import difference_overlay
 
 WEB_URL = os.environ.get("LUNGSEG_WEB_URL", "http://127.0.0.1:8502/")
@@ -54,9 +55,10 @@ TABLE = {
 }
 AREAS = ["lung_fraction", "image_left_fraction", "image_right_fraction"]
 ZIP_LABEL = "Download all: masks, overlays and figures (zip)"
-ZIP_HELP = ("Laid out like `lungseg predict --labels`'s output folder: NAME.mask.png, "
-            "NAME.overlay.png, NAME.labels.png, NAME.seg.dcm (DICOMs) and manifest.csv; "
-            "scores.csv adds the model, threshold, time and Dice.")
+ZIP_HELP = ("Laid out like `lungseg predict --definition {asked} --labels`'s output folder: "
+            "{names}, NAME.seg.dcm (DICOMs) and manifest.csv; scores.csv adds the model, "
+            "definition, threshold, time and Dice.")
+BOTH_LABEL = "Both, one after the other"
 CM2 = ["lung_cm2", "image_left_cm2", "image_right_cm2"]
 OPTIONAL = {"quality", "dice", "iou"}      # shown when some row has a value
 
@@ -72,27 +74,65 @@ def safe(step, *args, name: str = "", **kwargs) -> dict:
 
 
 # ---------------------------------------------------------------- page
-def sidebar() -> tuple[str, float, float, bool]:
+def model_choice() -> str:
+    """The model folder chosen in the sidebar, with its card."""
     st.sidebar.header("Model")
     choices = models.available_models()
     label = st.sidebar.selectbox(
         "Model", list(choices), help=f"Deployers add models as folders (model.keras + card.json) "
         f"under the folder named by env {models.MODELS_DIR_ENV}.")
     folder = choices[label]
-    card = models.card_summary(folder)
     with st.sidebar.expander("Model card", expanded=False):
-        st.json(card, expanded=1)
+        st.json(models.card_summary(folder), expanded=1)
+    return folder
+
+
+def loaded(folder: str) -> Segmenter | None:
+    """The model of ``folder``, or None if it cannot be loaded (said once files are uploaded)."""
+    try:
+        return results.load_segmenter(folder)
+    except Exception:  # noqa: BLE001
+        log.exception("loading model %s failed", folder)
+        return None
+
+
+def definition_label(definition: str) -> str:
+    return BOTH_LABEL if definition == BOTH else rules.DEFINITIONS[definition]["label"]
+
+
+def definition_choice(seg: Segmenter | None, folder: str) -> tuple[str, dict[str, float]]:
+    """Which lung definition(s) to outline, of those the model gives (rules.json ``definitions``,
+    the visible lung field first and by default), each with what it means, and a threshold per
+    definition chosen (the model card's by default): (asked, {definition: threshold})."""
+    if seg is None:
+        return "visible", {}
+    st.sidebar.header("Lung definition")
+    offered = seg.definitions + ([BOTH] if len(seg.definitions) > 1 else [])
+    asked = st.sidebar.radio(
+        "Lung definition", offered, format_func=definition_label, key=f"definition::{folder}",
+        label_visibility="collapsed", help="What the masks, areas and downloads outline.")
+    chosen = seg.chosen(asked)
+    for definition in chosen:
+        facts = rules.DEFINITIONS[definition]
+        st.sidebar.caption(f"**{facts['label']}**: {facts['means']}.")
     st.sidebar.header("Display")
-    threshold = st.sidebar.select_slider(
-        "Threshold (lung probability)", results.thresholds(card["threshold"]),
-        value=card["threshold"], format_func=lambda t: f"{t:.2f}", key=f"threshold::{folder}",
-        help="Pixels at or above this probability count as lung. The model card's value is the "
-             "default.")
+    thresholds = {}
+    for definition in chosen:
+        card = seg.output(definition).threshold
+        thresholds[definition] = st.sidebar.select_slider(
+            f"Threshold: {rules.DEFINITIONS[definition]['name']}", results.thresholds(card), value=card,
+            format_func=lambda t: f"{t:.2f}", key=f"threshold::{folder}::{definition}",
+            help="Pixels at or above this probability count as lung. The model card's value is "
+                 "the default.")
+    return asked, thresholds
+
+
+def display_choice() -> tuple[float, bool]:
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, rules.OVERLAY_OPACITY, 0.05)
     compare = st.sidebar.toggle("Compare with the in-browser model", value=False,
                                 help="Runs the web page's TF.js model in your browser on the same "
                                      "X-ray and compares the masks.")
-    return folder, threshold, opacity, compare
+    return opacity, compare
 
 
 def intro() -> None:
@@ -127,7 +167,7 @@ def uploads() -> tuple[list, dict]:
     return list(files or []), truth_files
 
 
-def comparison(entries: list[dict], threshold: float) -> None:
+def comparison(entries: list[dict], asked: str, thresholds: dict[str, float]) -> None:
     st.header("Server vs browser")
     missing = component.web_missing()
     if missing:
@@ -140,6 +180,9 @@ def comparison(entries: list[dict], threshold: float) -> None:
         return
     name = st.selectbox("X-ray to compare", [e["name"] for e in good], key="compare_file")
     entry = next(e for e in good if e["name"] == name)
+    definition = st.radio("Lung definition to compare", list(thresholds), format_func=definition_label,
+                          horizontal=True, key="compare_definition")
+    threshold = thresholds[definition]
     meta = component.web_model_meta()
     st.caption(
         "Left: this server's Keras model (the committed default model, which the web page ships). "
@@ -151,13 +194,13 @@ def comparison(entries: list[dict], threshold: float) -> None:
                    f"from this server's default model ({card['name']} {card['version']}); "
                    f"re-export it (python -m export) before reading the agreement.")
     data = entry["data"]
-    server = safe(results.segment, data, name, str(DEFAULT_MODEL), threshold, name=name)
+    server = safe(results.segment, data, name, str(DEFAULT_MODEL), threshold, definition, asked, name=name)
     if "error" in server:
         st.error(server["error"])
         return
-    token = f"{results.digest(data)}:{threshold:.4f}"
+    token = f"{results.digest(data)}:{definition}:{threshold:.4f}"
     payload, mime, what = component.browser_payload(data, lambda: results.decode(data, name))
-    value = component.browser_segment(payload, mime, threshold, token, key="browser_compare")
+    value = component.browser_segment(payload, mime, threshold, token, definition, key="browser_compare")
     left, right, diff, figures = st.columns(4)
     left.image(server["preview"], caption=f"server (Keras): {server['inference_ms']:.0f} ms",
                width="stretch")
@@ -198,100 +241,128 @@ def table_columns(done: list[dict]) -> list[str]:
     return [c for c in order if c not in OPTIONAL or any(r.get(c) is not None for r in done)]
 
 
-def results_table(rows: list[dict], entries: list[dict], opacity: float, folder: str) -> None:
-    """Segmented files with their figures, those with warnings first; then files not segmented,
-    each with its reason; then the zip of everything, laid out like ``lungseg predict --labels``'s
-    output folder (a DICOM Segmentation that cannot be written is said here and left out)."""
-    segmented = [r for r in rows if r["status"] == "ok"]
-    done = sorted(({**r, "size": f"{r['width']} × {r['height']}",
-                    **{k: r[k] * 100 for k in AREAS},
-                    **{k: f"{r[k]:.1f}" if k in r else "—" for k in CM2},   # "—": no pixel spacing
-                    **{k: f"{r[k]:.4f}" if k in r else "—" for k in ("dice", "iou")},
-                    "warnings": ", ".join(c.replace("_", " ") for c in r["warnings"].split())}
-                   for r in segmented), key=lambda r: not r["warnings"])
-    refused = [r for r in rows if r["status"] != "ok"]
-    if done:
-        st.dataframe(done, hide_index=True, width="stretch", column_config=TABLE,
-                     column_order=table_columns(segmented))
+def shown(row: dict) -> dict:
+    """A segmented row as its table shows it: size, areas in %, cm² and scores as text."""
+    return {**row, "size": f"{row['width']} × {row['height']}",
+            **{k: row[k] * 100 for k in AREAS},
+            **{k: f"{row[k]:.1f}" if k in row else "—" for k in CM2},   # "—": no pixel spacing
+            **{k: f"{row[k]:.4f}" if k in row else "—" for k in ("dice", "iou")},
+            "warnings": ", ".join(c.replace("_", " ") for c in row["warnings"].split())}
+
+
+def results_table(rows: list[dict], entries: list[dict], opacity: float, folder: str, asked: str) -> None:
+    """Per definition shown (under its label when there are several), segmented files with their
+    figures, those with warnings first; then files not segmented, each with its reason; then the
+    zip of everything, laid out like ``lungseg predict --definition ASKED --labels``'s output
+    folder (a DICOM Segmentation that cannot be written is said here and left out)."""
+    chosen = list(entries[0]["outlines"])
+    for definition in chosen:
+        segmented = [r for r in rows if r["status"] == "ok" and r["definition"] == definition]
+        if not segmented:
+            break
+        if len(chosen) > 1:
+            st.subheader(rules.DEFINITIONS[definition]["label"])
+        st.dataframe(sorted(map(shown, segmented), key=lambda r: not r["warnings"]), hide_index=True,
+                     width="stretch", column_config=TABLE, column_order=table_columns(segmented))
+    refused = [r for r in rows if r["status"] != "ok" and r["definition"] == chosen[0]]
     if refused:
         st.dataframe(refused, hide_index=True, width="stretch", column_order=["file", "error"],
                      column_config=TABLE)
-    if not done:
+    if len(refused) == len(entries):
         return
     for entry in entries:
         if "error" not in entry["result"] and entry["result"]["dicom"]:
-            failure = results.seg_failure(entry["data"], entry["name"], entry["result"], folder)
+            failure = results.seg_failure(entry["data"], entry["name"], entry["outlines"], folder)
             if failure:
                 st.error(failure + " The zip holds its mask, overlay and labels, without it.")
     scores = [{"input": r["file"], **{k: r.get(k) for k in analysis.SCORE_COLUMNS[1:]}} for r in rows]
     seg = results.load_segmenter(folder)
+    names = ", ".join(analysis.output("NAME", kind, d) for d in chosen for kind in analysis.KINDS)
+    about = ZIP_HELP.format(asked=asked, names=names)
 
     def pieces():
         return results.bundle(entries, scores, opacity, seg)
     if download.serving():      # streamed, an X-ray at a time (make run)
-        st.html(download.link(download.offer(pieces), ZIP_LABEL, ZIP_HELP.replace("`", "")))
+        st.html(download.link(download.offer(pieces), ZIP_LABEL, about.replace("`", "")))
     else:                       # held whole in memory until Streamlit drops it
         st.download_button(ZIP_LABEL, lambda: b"".join(pieces()), file_name=download.FILE_NAME,
                            mime="application/zip", on_click="ignore", key="zip", type="primary",
-                           help=ZIP_HELP)
+                           help=about)
 
 
-def segment_all(files: list, truth_files: dict, matches: dict, folder: str, threshold: float,
-                model_name: str) -> tuple[list[dict], list[dict]]:
-    """Each upload's result (and ground-truth scores), and its table row, in upload order."""
+def outlines_of(data: bytes, name: str, folder: str, asked: str, thresholds: dict[str, float]) -> dict[str, dict]:
+    """An upload's result per definition chosen, at its threshold; the first's error for all."""
+    outlines = {}
+    for definition, threshold in thresholds.items():
+        outlines[definition] = safe(results.segment, data, name, folder, threshold, definition, asked,
+                                    name=name)
+        if "error" in outlines[definition]:
+            return dict.fromkeys(thresholds, outlines[definition])
+    return outlines
+
+
+def segment_all(files: list, truth_files: dict, matches: dict, folder: str, asked: str,
+                thresholds: dict[str, float], model_name: str) -> tuple[list[dict], list[dict]]:
+    """Each upload's results per definition (and ground-truth scores), and their table rows (one
+    per upload and definition), in upload order."""
     entries, rows = [], []
     for upload, out in zip(files, analysis.output_names([f.name for f in files])):
         data = upload.getvalue()
-        result = safe(results.segment, data, upload.name, folder, threshold, name=upload.name)
-        truth = None
-        if "error" not in result and upload.name in matches:
-            truth_name = matches[upload.name]
-            truth = safe(results.truth, result, data, folder, threshold,
-                         truth_files[truth_name].getvalue(), truth_name, name=truth_name)
-            truth.setdefault("file", truth_name)
-        entries.append({"name": upload.name, "out": out, "data": data, "result": result,
-                        "truth": truth})
-        row = {"file": upload.name, "model": model_name, "threshold": threshold}
-        if "error" in result:
-            row.update(status="error", error=result["error"])
-        else:
-            row.update(status="ok", inference_ms=result["inference_ms"],
-                       warnings=" ".join(w["code"] for w in result["warnings"]),
-                       **{k: result[k] for k in ("width", "height", "quality", *AREAS, *CM2) if k in result})
-            if truth and "error" not in truth:
-                row.update(dice=truth["dice"], iou=truth["iou"])
-        rows.append(row)
+        outlines = outlines_of(data, upload.name, folder, asked, thresholds)
+        truths = {}
+        for definition, result in outlines.items():
+            if "error" not in result and upload.name in matches:
+                truth_name = matches[upload.name]
+                truths[definition] = safe(results.truth, result, data, folder,
+                                          truth_files[truth_name].getvalue(), truth_name, name=truth_name)
+                truths[definition].setdefault("file", truth_name)
+            row = {"file": upload.name, "model": model_name, "definition": definition,
+                   "threshold": thresholds[definition]}
+            if "error" in result:
+                row.update(status="error", error=result["error"])
+            else:
+                row.update(status="ok", inference_ms=result["inference_ms"],
+                           warnings=" ".join(w["code"] for w in result["warnings"]),
+                           **{k: result[k] for k in ("width", "height", "quality", *AREAS, *CM2) if k in result})
+                truth = truths.get(definition)
+                if truth and "error" not in truth:
+                    row.update(dice=truth["dice"], iou=truth["iou"])
+            rows.append(row)
+        entries.append({"name": upload.name, "out": out, "data": data, "outlines": outlines,
+                        "result": next(iter(outlines.values())), "truths": truths})
     return entries, rows
 
 
-def summary(entries: list[dict], model_name: str, threshold: float, card_threshold: float) -> None:
-    segmented = [e["result"] for e in entries if "error" not in e["result"]]
+def summary(entries: list[dict], model_name: str, thresholds: dict[str, float], seg: Segmenter) -> None:
+    segmented = [e for e in entries if "error" not in e["result"]]
     warned = sum(map(flagged, segmented))
     refused = len(entries) - len(segmented)
+    at = ", ".join(f"{t:.2f}" + (f" ({rules.DEFINITIONS[d]['name']})" if len(thresholds) > 1 else "")
+                   for d, t in thresholds.items())
     st.write(f"{len(segmented)} of {len(entries)} file(s) segmented with **{model_name}** at "
-             f"threshold {threshold:.2f}."
+             f"threshold {at}."
              + (f" **{warned} with warnings**: listed first; check their masks by hand."
                 if warned else "")
              + (f" {refused} not: the reasons are listed below." if refused else ""))
-    if threshold != card_threshold:
+    cards = {d: seg.output(d).threshold for d in thresholds}
+    if thresholds != cards:
         st.caption(f"Estimated quality and warnings are those of the model card's threshold "
-                   f"({card_threshold:.2f}); masks and areas are at {threshold:.2f}.")
+                   f"({', '.join(f'{t:.2f}' for t in cards.values())}); masks and areas are at "
+                   f"{at}.")
 
 
 def main() -> None:
     st.set_page_config(page_title="LungSeg", page_icon="🫁", layout="wide")
-    folder, threshold, opacity, compare = sidebar()
+    folder = model_choice()
+    seg = loaded(folder)
+    asked, thresholds = definition_choice(seg, folder)
+    opacity, compare = display_choice()
     intro()
     files, truth_files = uploads()
     if not files:
         st.info("Upload one or more chest X-rays to start.")
         return
-
-    try:
-        with st.spinner("Loading the model…"):
-            results.load_segmenter(folder)
-    except Exception:  # noqa: BLE001
-        log.exception("loading model %s failed", folder)
+    if seg is None:
         st.error(f"The model in {folder} could not be loaded; choose another model (the server "
                  f"log has details).")
         return
@@ -299,17 +370,17 @@ def main() -> None:
     card = models.card_summary(folder)
     matches = analysis.match_truths([f.name for f in files], list(truth_files))
     with st.spinner(f"Segmenting {len(files)} file(s)…"):
-        entries, rows = segment_all(files, truth_files, matches, folder, threshold, card["name"])
+        entries, rows = segment_all(files, truth_files, matches, folder, asked, thresholds, card["name"])
     st.header("Results")
-    summary(entries, card["name"], threshold, card["threshold"])
-    results_table(rows, entries, opacity, folder)
+    summary(entries, card["name"], thresholds, seg)
+    results_table(rows, entries, opacity, folder, asked)
     for name in (n for n in truth_files if n not in matches.values()):
         st.warning(f"Ground-truth mask {name} matches no uploaded X-ray by file name.")
     # Flagged X-rays first, then the others, then files not segmented (as in the tables).
-    for entry in sorted(entries, key=lambda e: ("error" in e["result"], not flagged(e["result"]))):
+    for entry in sorted(entries, key=lambda e: ("error" in e["result"], not flagged(e))):
         show_result(entry, opacity, folder)
     if compare:
-        comparison(entries, threshold)
+        comparison(entries, asked, thresholds)
 
 
 try:

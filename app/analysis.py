@@ -2,9 +2,11 @@
 
 All inference goes through ``lungseg.Segmenter`` (see app.results); this module only measures
 and packages. Downloads are named as ``lungseg predict --labels`` names its outputs (rules.json
-``outputs``): ``NAME.mask.png``, ``NAME.overlay.png``, ``NAME.labels.png``, ``NAME.seg.dcm``, NAME
-the upload's full file name; the zip is laid out like its output folder, with ``manifest.csv``,
-plus ``scores.csv`` for what only the app knows (model, threshold, time, Dice against a truth).
+``outputs`` and ``definitions``): ``NAME.mask.png``, ``NAME.overlay.png``, ``NAME.labels.png``,
+``NAME.seg.dcm``, and for the whole lung ``NAME.whole.mask.png`` and so on, NAME the upload's full
+file name; the zip is laid out like its output folder, with ``manifest.csv`` (each definition's
+columns, rules.column), plus ``scores.csv`` for what only the app knows (model, definition,
+threshold, time, Dice against a truth).
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import PurePath
+from types import SimpleNamespace
 
 import numpy as np
 
 from lungseg import ImageError, read_mask, rules
+from lungseg.batch import DEFINITION_COLUMNS, _messages
 from lungseg.imageio import encode_png
 from lungseg.measure import side_labels
 from lungseg.plots import overlay
@@ -27,7 +31,9 @@ from lungseg.plots import overlay
 OVERLAY_ROWS = 512     # full-size overlays are made in bands of rows, in the X-ray's own pixels
 PIECE_BYTES = 2**20    # the zip goes out in pieces of about this at most
 SCORES = "scores.csv"
-SCORE_COLUMNS = ["input", "model", "threshold", "inference_ms", "dice", "iou"]
+SCORE_COLUMNS = ["input", "model", "definition", "threshold", "inference_ms", "dice", "iou"]
+#: Each definition's output files, by rules.json ``outputs`` kind (also its manifest column).
+KINDS = ("mask", "overlay", "labels")
 
 
 def read_truth(data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -101,25 +107,35 @@ def output_names(names: list[str]) -> list[str]:
     return out
 
 
-def output(name: str, kind: str) -> str:
-    """An output's file name: ``name`` + rules.json's suffix of ``kind`` (mask, overlay, ...)."""
-    return name + rules.OUTPUTS[kind]
+def output(name: str, kind: str, definition: str = "visible") -> str:
+    """An output's file name: ``name`` + rules.json's suffix of ``kind`` (mask, overlay, ...) for
+    ``definition`` (rules.output_name: ``NAME.mask.png``, ``NAME.whole.mask.png``)."""
+    return name + rules.output_name(kind, definition)
 
 
-def manifest_row(name: str, out: str, result: dict, seg_error: str = "") -> dict:
-    """An upload's row of manifest.csv, as ``lungseg predict --labels`` writes it: its outputs,
-    figures, warning codes and messages; an upload not segmented is an error row with its
+def manifest_row(name: str, out: str, outlines: dict[str, dict], seg_error: str = "") -> dict:
+    """An upload's row of manifest.csv, as ``lungseg predict --definition ... --labels`` writes
+    it: per definition shown (``outlines``: {definition: result}) its outputs, figures and warning
+    codes under that definition's columns (lungseg.batch.DEFINITION_COLUMNS; the others stay
+    empty), the messages as the CLI words them; an upload not segmented is an error row with its
     message. ``seg_error``: why its DICOM Segmentation could not be written (the row is then an
     error that names the outputs the zip still holds)."""
-    if "error" in result:
-        return {"input": name, "status": "error", "message": result["error"]}
-    figures = {k: result[k] for k in rules.MANIFEST_COLUMNS if k in result}
-    messages = [w["message"] for w in result["warnings"]] + ([seg_error] if seg_error else [])
-    return {**figures, "input": name, "status": "error" if seg_error else "ok",
-            "mask": output(out, "mask"), "overlay": output(out, "overlay"), "labels": output(out, "labels"),
-            "warnings": " ".join(w["code"] for w in result["warnings"]),
-            "dicom_seg": output(out, "seg") if result["dicom"] and not seg_error else "",
-            "message": " ".join(messages)}
+    first = next(iter(outlines.values()))
+    if "error" in first:
+        return {"input": name, "status": "error", "message": first["error"]}
+    row = {"input": name, "status": "error" if seg_error else "ok", "width": first["width"],
+           "height": first["height"], "spacing_source": first["spacing_source"],
+           "dicom_seg": output(out, "seg") if first["dicom"] and not seg_error else ""}
+    for definition, result in outlines.items():
+        for base, column in zip(DEFINITION_COLUMNS["visible"], DEFINITION_COLUMNS[definition]):
+            if base in KINDS:
+                row[column] = output(out, base, definition)
+            elif base == "warnings":
+                row[column] = " ".join(w["code"] for w in result["warnings"])
+            elif base in result:
+                row[column] = result[base]
+    said = _messages({d: SimpleNamespace(warnings=r["warnings"]) for d, r in outlines.items()})
+    return {**row, "message": " ".join(filter(None, [said, seg_error]))}
 
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
@@ -133,13 +149,19 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
     return buffer.getvalue()
 
 
-def output_files(out: str, image: np.ndarray, mask: np.ndarray, opacity: float,
+def output_files(out: str, image: np.ndarray, masks: dict[str, np.ndarray], opacity: float,
                  seg: bytes | None) -> dict[str, bytes]:
-    """One X-ray's output files by name: mask (0/255), overlay, side labels and, for a DICOM
-    whose Segmentation was written, that. ``image`` is tinted in place (see ``tint``)."""
-    files = {output(out, "mask"): encode_png(mask),
-             output(out, "labels"): encode_png(side_labels(mask), scale=False),
-             output(out, "overlay"): encode_png(tint(image, mask, opacity))}
+    """One X-ray's output files by name: per definition (``masks``: {definition: mask}) the mask
+    (0/255), overlay and side labels; for a DICOM whose Segmentation was written, that. ``image``
+    is tinted in place for the last definition (see ``tint``), copies of it for the others."""
+    files = {}
+    last = list(masks)[-1]
+    for definition, mask in masks.items():
+        files[output(out, "mask", definition)] = encode_png(mask)
+        files[output(out, "labels", definition)] = encode_png(side_labels(mask), scale=False)
+        tinted = tint(image if definition == last else image.copy(), mask, opacity)
+        files[output(out, "overlay", definition)] = encode_png(tinted)
+        del tinted
     if seg is not None:
         files[output(out, "seg")] = seg
     return files

@@ -49,8 +49,9 @@ def browser_payload(data: bytes, decode: Callable[[], np.ndarray]) -> tuple[byte
     return encode_png(decode()), "image/png", "the server's decoded pixels (PNG)"
 
 
-def browser_segment(data: bytes, mime: str, threshold: float, token: str, key: str):
-    """Render the component for one X-ray file; returns its last value or None.
+def browser_segment(data: bytes, mime: str, threshold: float, token: str, definition: str, key: str):
+    """Render the component for one X-ray file, outlining ``definition`` ("visible" or "whole",
+    rules.json ``definitions``); returns its last value or None.
 
     The value is a dict: token, width, height, rle (run lengths, see app.analysis.rle_decode),
     ms, load_ms, backend, or error.
@@ -59,4 +60,4 @@ def browser_segment(data: bytes, mime: str, threshold: float, token: str, key: s
         NAME, path=str(WEB_DIR), url=f"component/{FULL_NAME}/component.html")
     encoded = base64.b64encode(data).decode("ascii")
     return component(image=encoded, mime=mime, threshold=float(threshold), token=token,
-                     backend=os.environ.get(BACKEND_ENV, "auto"), key=key, default=None)
+                     definition=definition, backend=os.environ.get(BACKEND_ENV, "auto"), key=key, default=None)

@@ -1,15 +1,20 @@
 """What the app computes for each upload, kept in one byte-bounded store shared by every session.
 
 Per X-ray and model the store keeps a display copy (at most PREVIEW_SIDE pixels), the model's
-output at its working size (``ProbabilityMap`` values, 147 kB whatever the X-ray's size) with what
-``Segmenter.analyze`` says at the card's threshold (estimated quality, warnings, DICOM pixel
-spacing) and, per threshold, the mask bit-packed (an eighth of a byte per pixel) with its figures
-and display copy; each threshold's mask is made from the model's output as ``Segmenter.predict``
-makes it. A DICOM's header (patient data) is not kept: downloads that need it re-read the upload.
-Full-size images and masks exist only while one X-ray is processed, and one X-ray is processed at
-a time in the whole process (``WORK``), so the server needs at most: the app with its models + the
-store's budget (env LUNGSEG_CACHE_MB, default 256) + one X-ray's work. Whatever the store evicts
-is recomputed from the upload, with the same result.
+outputs at their working size (``ProbabilityMap`` values, 147 kB each whatever the X-ray's size:
+the visible lung field and, for a model that outlines it, the whole lung, from one pass) with what
+``Segmenter.analyze`` says of each at its card threshold (estimated quality, warnings, DICOM pixel
+spacing) and, per definition and threshold, the mask bit-packed (an eighth of a byte per pixel)
+with its figures and display copy; each threshold's mask is made from the model's output as
+``Segmenter.predict`` makes it. A DICOM's header (patient data) is not kept: downloads that need
+it re-read the upload. Full-size images and masks exist only while one X-ray is processed, and one
+X-ray is processed at a time in the whole process (``WORK``), so the server needs at most: the app
+with its models + the store's budget (env LUNGSEG_CACHE_MB, default 256) + one X-ray's work.
+Whatever the store evicts is recomputed from the upload, with the same result.
+
+Which definition decides whether a negative X-ray is segmented inverted follows
+``Segmenter.analyze``: the whole lung when only it is asked, else the visible field; so the model's
+outputs are kept per deciding definition (``decider``), and "visible" and "both" share them.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from app.store import ByteLRU
 from lungseg import ImageError, Segmenter, read_image, rules
 from lungseg.dicom import write_seg
 from lungseg.imageio import encode_png, read_input
-from lungseg.inference import Analysis
+from lungseg.inference import BOTH, Analysis
 from lungseg.measure import lung_areas, side_labels
 from lungseg.postprocess import ProbabilityMap, full_size_mask
 
@@ -37,8 +42,10 @@ PREVIEW_SIDE = 1024            # pixels; on-screen images are at most this, down
 CACHE_ENV = "LUNGSEG_CACHE_MB"
 DEFAULT_CACHE_MB = 256
 WORK = threading.RLock()       # one X-ray's full-size work at a time, across all sessions
-#: What analyze() found at the card's threshold, passed on to every threshold's result.
-FACTS = ("quality", "warnings", "inverted", "dicom", "spacing", "spacing_source")
+#: What analyze() found of the X-ray, passed on to every threshold's result of every definition.
+FACTS = ("inverted", "dicom", "spacing", "spacing_source")
+#: What analyze() found of each definition's mask at its card threshold, passed on likewise.
+OUTLINE_FACTS = ("quality", "warnings")
 log = logging.getLogger("lungseg.app")
 
 
@@ -90,65 +97,83 @@ def image_preview(data: bytes, name: str) -> np.ndarray:
     return store().get_or_compute(("preview", digest(data)), compute)
 
 
-def _analysis(data: bytes, name: str, seg: Segmenter) -> tuple[dict, Analysis]:
-    """Segmenter.analyze at the card's threshold, and what is kept of it: the model's output at its
-    working size (the inverse's for a negative, so every threshold segments the same input) with
-    its FACTS; the X-ray's display copy goes to the store."""
+def decider(asked: str) -> str:
+    """The definition whose mask decides, for ``asked`` ("visible", "whole" or "both"), whether a
+    negative is segmented inverted (``Segmenter.analyze_read``: the first it analyses)."""
+    return "whole" if asked == "whole" else "visible"
+
+
+def _analysis(data: bytes, name: str, seg: Segmenter, decided_by: str) -> tuple[dict, dict[str, Analysis]]:
+    """Segmenter.analyze of every definition ``decided_by`` leads (the visible field: every one the
+    model gives; the whole lung: itself) at their card thresholds, and what is kept of it: each
+    output at its working size (the inverse's for a negative, so every threshold segments the same
+    input) with its OUTLINE_FACTS, and the X-ray's FACTS; the display copy goes to the store."""
     with WORK:
         start = time.perf_counter()
-        result = seg.analyze(data, name=name)
+        result = seg.analyze(data, name=name, definition=BOTH if decided_by == "visible" else decided_by)
         model_ms = (time.perf_counter() - start) * 1000.0
         store().put(("preview", digest(data)), preview(result.image))
-        result.image = None                       # the full-size pixels: not needed any more
+        outlines = result.outlines
+        for outline in outlines.values():
+            outline.image = None                  # the full-size pixels: not needed any more
         dicom = result.dicom
-        kept = {"values": result.probability_map.values, "shape": result.probability_map.shape,
-                "model_ms": model_ms, "quality": result.quality, "warnings": result.warnings,
+        kept = {"values": {d: a.probability_map.values for d, a in outlines.items()},
+                "shape": result.probability_map.shape, "model_ms": model_ms,
+                "outlines": {d: {k: getattr(a, k) for k in OUTLINE_FACTS} for d, a in outlines.items()},
                 "inverted": result.inverted, "dicom": dicom is not None,
                 "spacing": dicom.spacing if dicom else None,
                 "spacing_source": dicom.spacing_source if dicom else ""}
-        return kept, result
+        return kept, outlines
 
 
-def _figures(mask: np.ndarray, model: dict, post_ms: float) -> dict:
-    """One threshold's result: figures, packed mask, display copy, and the model's FACTS."""
+def _figures(mask: np.ndarray, model: dict, definition: str, post_ms: float) -> dict:
+    """One definition's result at one threshold: figures, packed mask, display copy, the model's
+    FACTS and the definition's OUTLINE_FACTS."""
     start = time.perf_counter()
     height, width = mask.shape
-    out = {"width": width, "height": height, **lung_areas(mask, model["spacing"]),
-           "bits": np.packbits(mask), "preview": preview(mask * 255), **{k: model[k] for k in FACTS}}
+    out = {"definition": definition, "width": width, "height": height,
+           **lung_areas(mask, model["spacing"]), "bits": np.packbits(mask),
+           "preview": preview(mask * 255), **{k: model[k] for k in FACTS},
+           **model["outlines"][definition]}
     out["inference_ms"] = model["model_ms"] + post_ms + (time.perf_counter() - start) * 1000.0
     return out
 
 
-def _mask(data: bytes, name: str, folder: str, threshold: float) -> dict:
-    """The result at ``threshold``: the model runs once per X-ray and model (its output is
-    stored), each threshold's mask is made from that output as ``Segmenter.predict`` makes it."""
+def _mask(data: bytes, name: str, folder: str, threshold: float, definition: str, decided_by: str) -> dict:
+    """The ``definition``'s result at ``threshold``: the model runs once per X-ray, model and
+    deciding definition (its outputs are stored), each threshold's mask is made from that output
+    as ``Segmenter.predict`` makes it."""
     seg = load_segmenter(folder)
-    key = ("model", digest(data), folder)
+    output = seg.output(definition)
+    key = ("model", digest(data), folder, decided_by)
     with WORK:
         model = store().get(key)
         if model is None:
-            model, result = _analysis(data, name, seg)
+            model, outlines = _analysis(data, name, seg, decided_by)
             store().put(key, model)
-            if threshold == seg.threshold:            # analyze made this mask already
-                return _figures(result.mask, model, 0.0)
-            del result
+            if threshold == output.threshold:     # analyze made this mask already
+                return _figures(outlines[definition].mask, model, definition, 0.0)
+            del outlines
         start = time.perf_counter()
-        probability = ProbabilityMap(model["values"], model["shape"], seg.head)
+        probability = ProbabilityMap(model["values"][definition], model["shape"], output.head)
         mask = full_size_mask(probability, threshold, seg.keep_regions, seg.fill_holes, features=False)[0]
-        return _figures(mask, model, (time.perf_counter() - start) * 1000.0)
+        return _figures(mask, model, definition, (time.perf_counter() - start) * 1000.0)
 
 
-def segment(data: bytes, name: str, folder: str, threshold: float) -> dict:
-    """One upload at one threshold: width, height, areas (fractions, and cm² when a DICOM gave the
-    spacing), inference_ms, the packed mask (``bits``, see full_mask), its display copy
-    (``preview``, 0/255) and FACTS (of the card's threshold); or {"error": message}."""
-    key = digest(data)
+def segment(data: bytes, name: str, folder: str, threshold: float, definition: str = "visible",
+            asked: str | None = None) -> dict:
+    """One upload's ``definition`` ("visible" or "whole") at one threshold, as analysed when the
+    user asked for ``asked`` (default: that definition alone): width, height, areas (fractions,
+    and cm² when a DICOM gave the spacing), inference_ms, the packed mask (``bits``, see
+    full_mask), its display copy (``preview``, 0/255), FACTS and OUTLINE_FACTS (of the card's
+    threshold); or {"error": message}."""
+    key, decided_by = digest(data), decider(asked or definition)
     error = store().get(("error", key, name))
     if error is not None:
         return error
     try:
-        return store().get_or_compute(("mask", key, folder, threshold),
-                                      lambda: _mask(data, name, folder, threshold))
+        return store().get_or_compute(("mask", key, folder, decided_by, definition, threshold),
+                                      lambda: _mask(data, name, folder, threshold, definition, decided_by))
     except ImageError as err:
         return store().put(("error", key, name), {"error": str(err)})
 
@@ -159,14 +184,19 @@ def full_mask(result: dict) -> np.ndarray:
     return np.unpackbits(result["bits"], count=count).reshape(result["height"], result["width"])
 
 
-def truth(result: dict, data: bytes, folder: str, threshold: float, truth_data: bytes,
-          truth_name: str) -> dict:
-    """Dice and IoU against a ground-truth mask file, and its display copy; or {"error"}."""
+def mask_digest(result: dict) -> str:
+    """What tells one segment() mask from another (of the same X-ray)."""
+    return hashlib.sha256(result["bits"]).hexdigest()[:24]
+
+
+def truth(result: dict, data: bytes, folder: str, truth_data: bytes, truth_name: str) -> dict:
+    """Dice and IoU of a segment() result against a ground-truth mask file, and its display copy;
+    or {"error"}."""
     def compute():
         with WORK:
             mask = analysis.read_truth(truth_data, truth_name, (result["height"], result["width"]))
             return {**analysis.overlap(mask, full_mask(result)), "preview": preview(mask * 255)}
-    key = ("truth", digest(data), folder, threshold, digest(truth_data), truth_name)
+    key = ("truth", digest(data), folder, mask_digest(result), digest(truth_data), truth_name)
     try:
         return {"file": truth_name, **store().get_or_compute(key, compute)}
     except ImageError as err:
@@ -185,16 +215,22 @@ def overlay_png(data: bytes, name: str, result: dict, opacity: float) -> bytes:
         return encode_png(analysis.tint(decode(data, name), full_mask(result), opacity))
 
 
-def _seg(xray, mask: np.ndarray, seg: Segmenter) -> bytes:
-    """The DICOM Segmentation of ``mask`` by ``seg``'s model, right and left lung as two segments
-    (as ``lungseg predict --labels`` writes it, beside NAME.labels.png)."""
-    return write_seg(xray, mask, seg.name, str(seg.card.get("version", "")), labelled=True)
+def masks(outlines: dict[str, dict]) -> dict[str, np.ndarray]:
+    """The full-size masks of an upload's segment() results, by definition."""
+    return {definition: full_mask(result) for definition, result in outlines.items()}
 
 
-def dicom_seg(data: bytes, name: str, result: dict, seg: Segmenter) -> bytes:
-    """A DICOM upload's mask as a DICOM Segmentation (its header re-read from the upload)."""
+def _seg(xray, masks_: dict[str, np.ndarray], seg: Segmenter) -> bytes:
+    """The DICOM Segmentation of the masks ({definition: mask}) by ``seg``'s model, each
+    definition's right and left lung as two segments (as ``lungseg predict --labels`` writes it,
+    beside NAME.labels.png)."""
+    return write_seg(xray, masks_, seg.name, str(seg.card.get("version", "")), labelled=True)
+
+
+def dicom_seg(data: bytes, name: str, outlines: dict[str, dict], seg: Segmenter) -> bytes:
+    """A DICOM upload's masks as a DICOM Segmentation (its header re-read from the upload)."""
     with WORK:
-        return _seg(read_input(data, name)[1], full_mask(result), seg)
+        return _seg(read_input(data, name)[1], masks(outlines), seg)
 
 
 def _seg_failure(err: Exception, name: str) -> str:
@@ -202,40 +238,42 @@ def _seg_failure(err: Exception, name: str) -> str:
     return rules.message("seg_failed", name, detail=f"{type(err).__name__}: {err}")
 
 
-def seg_failure(data: bytes, name: str, result: dict, folder: str) -> str:
-    """Why a DICOM upload's Segmentation cannot be written ("" when it can): tried once per mask
+def seg_failure(data: bytes, name: str, outlines: dict[str, dict], folder: str) -> str:
+    """Why a DICOM upload's Segmentation cannot be written ("" when it can): tried once per masks
     and model, so a failure is said on the page, not at the download. Only the verdict is kept."""
     def attempt() -> str:
         try:
-            dicom_seg(data, name, result, load_segmenter(folder))
+            dicom_seg(data, name, outlines, load_segmenter(folder))
         except Exception as err:  # noqa: BLE001  (any failure: the user is told, the rest goes on)
             return _seg_failure(err, name)
         return ""
-    key = ("seg_failure", digest(data), name, folder, hashlib.sha256(result["bits"]).hexdigest()[:24])
+    key = ("seg_failure", digest(data), name, folder, *(f"{d}:{mask_digest(r)}" for d, r in outlines.items()))
     return store().get_or_compute(key, attempt)
 
 
 def _bundled(entry: dict, opacity: float, seg: Segmenter) -> tuple[dict, dict[str, bytes]]:
-    """One upload's manifest row and output files, with a DICOM Segmentation by ``seg``'s model
-    for a DICOM input (one that cannot be written is left out and its row says why)."""
-    name, out, result = entry["name"], entry["out"], entry["result"]
-    if "error" in result:
-        return analysis.manifest_row(name, out, result), {}
+    """One upload's manifest row and output files (every definition shown), with a DICOM
+    Segmentation by ``seg``'s model for a DICOM input (one that cannot be written is left out and
+    its row says why)."""
+    name, out, outlines = entry["name"], entry["out"], entry["outlines"]
+    if "error" in entry["result"]:
+        return analysis.manifest_row(name, out, outlines), {}
     with WORK:
         image, xray = read_input(entry["data"], name)
-        mask = full_mask(result)
+        full = masks(outlines)
         written, failure = None, ""
         if xray is not None:
             try:
-                written = _seg(xray, mask, seg)
+                written = _seg(xray, full, seg)
             except Exception as err:  # noqa: BLE001  (the zip goes on without it)
                 failure = _seg_failure(err, name)
-        return (analysis.manifest_row(name, out, result, failure),
-                analysis.output_files(out, image, mask, opacity, written))
+        return (analysis.manifest_row(name, out, outlines, failure),
+                analysis.output_files(out, image, full, opacity, written))
 
 
 def bundle(entries: list[dict], scores: list[dict], opacity: float, seg: Segmenter) -> Iterator[memoryview]:
     """The all-results zip (analysis.zip_pieces) of every upload (entries: name, out, data,
-    result) with ``seg``'s DICOM Segmentations, a piece at a time: each X-ray's files are made
-    (holding WORK) when the zip reaches it, and only they are held while they go out."""
+    result, outlines: {definition: result}) with ``seg``'s DICOM Segmentations, a piece at a
+    time: each X-ray's files are made (holding WORK) when the zip reaches it, and only they are
+    held while they go out."""
     return analysis.zip_pieces((_bundled(entry, opacity, seg) for entry in entries), scores)

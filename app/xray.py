@@ -1,10 +1,13 @@
-"""One X-ray's section of the app's results page: its warnings, images, figures and downloads."""
+"""One X-ray's section of the app's results page: its warnings, images, figures and downloads, per
+lung definition shown (rules.json ``definitions``), one after the other under the definition's
+label when there are several."""
 from __future__ import annotations
 
 import streamlit as st
 
 from app import results
 from app.analysis import output
+from lungseg.rules import DEFINITIONS
 from lungseg.imageio import encode_png
 from lungseg.measure import PATIENT_SIDE_NOTE
 from lungseg.plots import difference_overlay, overlay
@@ -17,9 +20,10 @@ MAGNIFIES = ("A projection X-ray magnifies the patient (by about 5-15% at the de
              "cm² are approximate.")
 
 
-def flagged(result: dict) -> bool:
-    """Whether an upload was segmented with warnings (a low estimated quality is one)."""
-    return bool(result.get("warnings"))
+def flagged(entry: dict) -> bool:
+    """Whether an upload was segmented with warnings (a low estimated quality is one) in some
+    definition shown."""
+    return any(result.get("warnings") for result in entry["outlines"].values())
 
 
 def area_metrics(cols, result: dict) -> None:
@@ -51,55 +55,55 @@ def quality_metric(col, quality: float | None) -> None:
                    "mask matches a careful manual outline, at the model card's threshold.")
 
 
-def downloads(entry: dict, folder: str, opacity: float) -> None:
-    """On-click downloads of one X-ray, named as ``lungseg predict --labels`` names its outputs:
-    mask, overlay, side labels and, for a DICOM, its DICOM Segmentation (or why it cannot be
-    written)."""
-    name, out, result = entry["name"], entry["out"], entry["result"]
+def downloads(entry: dict, definition: str, folder: str, opacity: float, with_seg: bool) -> None:
+    """On-click downloads of one X-ray's ``definition``, named as ``lungseg predict --labels``
+    names its outputs (``NAME.mask.png``, ``NAME.whole.mask.png``, ...): mask, overlay, side
+    labels and, ``with_seg`` for a DICOM, its DICOM Segmentation of every definition shown (or why
+    it cannot be written)."""
+    name, out, result = entry["name"], entry["out"], entry["outlines"][definition]
+    about = DEFINITIONS[definition]["name"]
     cols = st.columns(4)
     cols[0].download_button("Download mask (PNG)", lambda: encode_png(results.full_mask(result)),
-                            file_name=output(out, "mask"), mime="image/png", on_click="ignore",
-                            key=f"mask::{out}", help="Full size: 255 = lung, 0 = the rest.")
+                            file_name=output(out, "mask", definition), mime="image/png",
+                            on_click="ignore", key=f"mask::{definition}::{out}",
+                            help=f"Full size: 255 = {about}, 0 = the rest.")
     cols[1].download_button("Download overlay (PNG)",
                             lambda: results.overlay_png(entry["data"], name, result, opacity),
-                            file_name=output(out, "overlay"), mime="image/png", on_click="ignore",
-                            key=f"overlay::{out}", help="The X-ray with the lungs tinted, full size.")
+                            file_name=output(out, "overlay", definition), mime="image/png",
+                            on_click="ignore", key=f"overlay::{definition}::{out}",
+                            help=f"The X-ray with the {about} tinted, full size.")
     cols[2].download_button("Download labelled mask (PNG)", lambda: results.labels_png(result),
-                            file_name=output(out, "labels"), mime="image/png", on_click="ignore",
-                            key=f"labels::{out}",
+                            file_name=output(out, "labels", definition), mime="image/png",
+                            on_click="ignore", key=f"labels::{definition}::{out}",
                             help="The patient's right lung is 1, the left lung 2, the rest 0 "
                                  "(it looks black in an image viewer).")
-    if not result["dicom"]:
+    if not (with_seg and result["dicom"]):
         return
-    failure = results.seg_failure(entry["data"], name, result, folder)
+    outlines = entry["outlines"]
+    failure = results.seg_failure(entry["data"], name, outlines, folder)
     if failure:
         cols[3].error(failure)
         return
     seg = results.load_segmenter(folder)
     cols[3].download_button(
-        "Download DICOM Segmentation", lambda: results.dicom_seg(entry["data"], name, result, seg),
+        "Download DICOM Segmentation", lambda: results.dicom_seg(entry["data"], name, outlines, seg),
         file_name=output(out, "seg"), mime="application/dicom", on_click="ignore", key=f"seg::{out}",
         help="The right and the left lung as two segments. References the X-ray and copies its "
              "patient and study attributes, so a PACS files it with the X-ray.")
 
 
-def show_result(entry: dict, opacity: float, folder: str) -> None:
-    name, result, truth = entry["name"], entry["result"], entry["truth"]
-    st.subheader(name)
-    if "error" in result:
-        st.error(result["error"])
-        return
-    for message in dict.fromkeys(w["message"] for w in result["warnings"]):
-        st.warning(message, icon="⚠️")
-    image = results.image_preview(entry["data"], name)
+def outline(entry: dict, definition: str, image, opacity: float) -> None:
+    """One definition's images, figures and ground-truth scores of an X-ray."""
+    result, truth = entry["outlines"][definition], entry["truths"].get(definition)
     mask = result["preview"] >= 128
     has_truth = truth is not None and "error" not in truth
+    about = DEFINITIONS[definition]["name"]
     cols = st.columns(4)
     cols[0].image(image, caption=f"original, {result['width']}x{result['height']}"
                                  + (" (segmented inverted)" if result["inverted"] else ""),
                   width="stretch")
-    cols[1].image(overlay(image, mask, opacity), caption="lung overlay", width="stretch")
-    cols[2].image(result["preview"], caption="mask", width="stretch")
+    cols[1].image(overlay(image, mask, opacity), caption=f"{about} overlay", width="stretch")
+    cols[2].image(result["preview"], caption=f"{about} mask", width="stretch")
     if has_truth:
         cols[3].image(difference_overlay(image, truth["preview"] >= 128, mask), width="stretch",
                       caption=f"vs ground truth ({truth['file']}): red = lung missed, "
@@ -115,4 +119,26 @@ def show_result(entry: dict, opacity: float, folder: str) -> None:
     st.caption(PATIENT_SIDE_NOTE + areas_note(result))
     if truth is not None and not has_truth:
         st.error(truth["error"])
-    downloads(entry, folder, opacity)
+
+
+def show_result(entry: dict, opacity: float, folder: str) -> None:
+    """An X-ray's section: the warnings every definition shares, then per definition (under its
+    label and meaning when there are several) its own warnings, images, figures and downloads."""
+    name, result, outlines = entry["name"], entry["result"], entry["outlines"]
+    st.subheader(name)
+    if "error" in result:
+        st.error(result["error"])
+        return
+    said = [dict.fromkeys(w["message"] for w in r["warnings"]) for r in outlines.values()]
+    shared = [m for m in said[0] if all(m in s for s in said)]
+    for message in shared:
+        st.warning(message, icon="⚠️")
+    image = results.image_preview(entry["data"], name)
+    for (definition, messages), last in zip(zip(outlines, said), [False] * (len(said) - 1) + [True]):
+        if len(outlines) > 1:
+            st.markdown(f"#### {DEFINITIONS[definition]['label']}")
+            st.caption(DEFINITIONS[definition]["means"])
+        for message in (m for m in messages if m not in shared):
+            st.warning(message, icon="⚠️")
+        outline(entry, definition, image, opacity)
+        downloads(entry, definition, folder, opacity, with_seg=last)

@@ -556,11 +556,24 @@ def read_back(name: str, data: bytes):
     return pydicom.dcmread(io.BytesIO(data)).pixel_array      # the segments' frames
 
 
+def choose(at, definition: str, folder=DEFAULT_MODEL):
+    """Choose a lung definition in the sidebar ("visible", "whole" or "both")."""
+    at.radio(key=f"definition::{folder}").set_value(definition).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def definition_names(name: str, definitions) -> list[str]:
+    return [name + rules.output_name(kind, d) for d in definitions for kind in ("mask", "overlay", "labels")]
+
+
 @requires_data
-def test_zip_is_laid_out_like_the_cli_output_folder(downloads, tmp_path, monkeypatch):
-    """The app's zip and ``lungseg predict --labels`` on the same files (two called xray.png, a
-    DICOM): the same file names and contents, the same manifest.csv (columns and values, written
-    alike), scores.csv beside it; cm² shown as "—" where a PNG has no pixel spacing."""
+@pytest.mark.parametrize("definition", ["visible", "whole", "both"])
+def test_zip_is_laid_out_like_the_cli_output_folder(definition, downloads, tmp_path, monkeypatch):
+    """The app's zip and ``lungseg predict --definition D --labels`` on the same files (two called
+    xray.png, a DICOM): the same file names and contents, the same manifest.csv (columns and
+    values, written alike), scores.csv beside it; cm² shown as "—" where a PNG has no pixel
+    spacing."""
     from lungseg.cli import main
 
     first, second = val_images(2, "Normal")
@@ -571,20 +584,26 @@ def test_zip_is_laid_out_like_the_cli_output_folder(downloads, tmp_path, monkeyp
         (tmp_path / folder / name).write_bytes(data)
     monkeypatch.chdir(tmp_path)
     assert main(["predict", "one/xray.png", "two/xray.png", "three/chest.dcm", "--out", "out",
-                 "--labels"]) == 0
+                 "--labels", "--definition", definition]) == 0
 
-    at = upload(new_app(), [("xray.png", first.read_bytes(), "image/png"),
-                            ("xray.png", second.read_bytes(), "image/png"),
-                            ("chest.dcm", dicom, "application/dicom")])
-    cm2 = [[r[k] for k in ("lung_cm2", "image_left_cm2", "image_right_cm2")] for r in table(at)]
-    assert [r["file"] for r in table(at)] == ["xray.png", "xray.png", "chest.dcm"]
-    assert cm2[:2] == [["—"] * 3] * 2 and "—" not in cm2[2] and None not in cm2[2]
-    assert downloads["xray-2.png.mask.png"] and downloads["chest.dcm.seg.dcm"]
+    at = choose(new_app(), definition)
+    upload(at, [("xray.png", first.read_bytes(), "image/png"), ("xray.png", second.read_bytes(), "image/png"),
+                ("chest.dcm", dicom, "application/dicom")])
+    chosen = ["visible", "whole"] if definition == "both" else [definition]
+    tables = [frame.value.to_dict("records") for frame in at.dataframe]
+    assert len(tables) == len(chosen)
+    for rows in tables:
+        cm2 = [[r[k] for k in ("lung_cm2", "image_left_cm2", "image_right_cm2")] for r in rows]
+        assert [r["file"] for r in rows] == ["xray.png", "xray.png", "chest.dcm"]
+        assert cm2[:2] == [["—"] * 3] * 2 and "—" not in cm2[2] and None not in cm2[2]
+    assert downloads["chest.dcm.seg.dcm"]
+    assert all(downloads[n] for n in definition_names("xray-2.png", chosen))
     with zipfile.ZipFile(io.BytesIO(downloads["lungseg-results.zip"])) as bundle:
         zipped = {n: bundle.read(n) for n in bundle.namelist()}
     cli = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
-    assert sorted(zipped) == sorted([*cli, "scores.csv"])
-    assert "xray-2.png.overlay.png" in cli and "chest.dcm.seg.dcm" in cli
+    assert sorted(zipped) == sorted([*cli, "scores.csv"]) == sorted(
+        [*definition_names("xray.png", chosen), *definition_names("xray-2.png", chosen),
+         *definition_names("chest.dcm", chosen), "chest.dcm.seg.dcm", "manifest.csv", "scores.csv"])
     for name, data in cli.items():
         if name != "manifest.csv":
             assert np.array_equal(read_back(name, zipped[name]), read_back(name, data)), name
@@ -594,8 +613,74 @@ def test_zip_is_laid_out_like_the_cli_output_folder(downloads, tmp_path, monkeyp
     assert [name for name, _ in manifest] == ["input", "xray.png", "xray.png", "chest.dcm"]
     assert [name for name, _ in expected] == ["input", "one/xray.png", "two/xray.png", "three/chest.dcm"]
     scores = list(csv.DictReader(io.StringIO(zipped["scores.csv"].decode())))
-    assert [(r["input"], r["threshold"]) for r in scores] == [
-        ("xray.png", "0.500000"), ("xray.png", "0.500000"), ("chest.dcm", "0.500000")]
+    assert [(r["input"], r["definition"], r["threshold"]) for r in scores] == [
+        (name, d, "0.500000") for name in ("xray.png", "xray.png", "chest.dcm") for d in chosen]
+
+
+@requires_data
+def test_the_visible_field_is_the_default_and_each_definition_says_what_it_means(seg):
+    """The sidebar offers the model's definitions, the visible field first and chosen, and both;
+    each says what it means in rules.json's words."""
+    at = new_app()
+    choice = at.radio(key=f"definition::{DEFAULT_MODEL}")
+    assert choice.value == "visible" and seg.definitions == ["visible", "whole"]
+    assert choice.options == [rules.DEFINITIONS["visible"]["label"], rules.DEFINITIONS["whole"]["label"],
+                              "Both, one after the other"]
+    said = " ".join(c.value for c in at.sidebar.caption)
+    assert rules.DEFINITIONS["visible"]["means"] in said and rules.DEFINITIONS["whole"]["means"] not in said
+    said = " ".join(c.value for c in choose(at, "both").sidebar.caption)
+    assert all(rules.DEFINITIONS[d]["means"] in said for d in ("visible", "whole"))
+
+
+@requires_data
+def test_whole_lung_masks_areas_and_downloads(seg, downloads):
+    """Choosing the whole lung: the mask is Segmenter.predict(definition="whole")'s, areas and
+    quality are the whole lung's, downloads are named NAME.whole.*.png and nothing of the visible
+    field is offered."""
+    path = val_images(1, "Normal")[0]
+    at = upload(choose(new_app(), "whole"), [png_file(path)])
+    expected = seg.predict(path, definition="whole")
+    areas, visible = lung_areas(expected), lung_areas(seg.predict(path))
+    assert areas["lung_fraction"] > visible["lung_fraction"]
+    [row] = table(at)
+    assert row["lung_fraction"] == pytest.approx(100 * areas["lung_fraction"])
+    assert {m.label: m.value for m in at.metric}["Lung area"] == f"{areas['lung_fraction']:.1%}"
+    assert downloads[f"{path.name}.whole.mask.png"] == encode_png(expected)
+    assert downloads[f"{path.name}.whole.labels.png"] == encode_png(side_labels(expected), scale=False)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(downloads[f"{path.name}.whole.overlay.png"]))),
+                          overlay(read_image(path), expected))
+    assert not any(n in downloads for n in definition_names(path.name, ["visible"]))
+    masks, rows, names = unzip(downloads["lungseg-results.zip"])
+    assert sorted(names) == sorted([*definition_names(path.name, ["whole"]), "manifest.csv", "scores.csv"])
+    assert np.array_equal(masks[f"{path.name}.whole.mask.png"], expected * 255)
+    whole = seg.analyze(path, definition="whole")
+    assert rows[0]["mask"] == rows[0]["lung_fraction"] == rows[0]["quality"] == ""
+    assert float(rows[0]["whole_lung_fraction"]) == pytest.approx(areas["lung_fraction"], abs=1e-6)
+    assert rows[0]["whole_quality"] == ("" if whole.quality is None else f"{whole.quality:.6f}")
+
+
+@requires_data
+def test_both_definitions_each_at_its_threshold(seg, downloads):
+    """With both, each definition has its own threshold slider (the card's per output): moving the
+    whole lung's changes only the whole-lung mask, equal to Segmenter.predict's at it; the model
+    runs once; sections show each definition under its label."""
+    path = val_images(2, "COVID-19")[1]
+    at = upload(choose(new_app(), "both"), [png_file(path)])
+    sliders = {s.key: s for s in at.sidebar.select_slider}
+    whole_key = f"threshold::{DEFAULT_MODEL}::whole"
+    assert sliders[whole_key].value == seg.output("whole").threshold
+    sliders[whole_key].set_value(0.3).run()
+    assert not at.exception
+    expected = {"visible": seg.predict(path), "whole": seg.predict(path, 0.3, definition="whole")}
+    tables = [frame.value.to_dict("records") for frame in at.dataframe]
+    for d, [row] in zip(expected, tables):
+        assert row["lung_fraction"] == pytest.approx(100 * lung_areas(expected[d])["lung_fraction"])
+        assert downloads[path.name + rules.output_name("mask", d)] == encode_png(expected[d])
+    assert [s.value for s in at.subheader][:2] == [rules.DEFINITIONS[d]["label"] for d in expected]
+    assert sum(m.label == "Lung area" for m in at.metric) == 2
+    masks, rows, _ = unzip(downloads["lungseg-results.zip"])
+    assert all(np.array_equal(masks[path.name + rules.output_name("mask", d)], m * 255) for d, m in expected.items())
+    assert rows[0]["mask"] and rows[0]["whole_mask"] and rows[0]["lung_fraction"] and rows[0]["whole_lung_fraction"]
 
 
 def asgi_get(app, path: str) -> tuple[int, list[bytes]]:
@@ -812,7 +897,7 @@ def test_broken_deployed_model_is_reported(tmp_path, monkeypatch):
 def test_failures_are_logged_without_patient_data(small_store, monkeypatch, caplog):
     """An unexpected failure is logged (with its traceback) but names no file: a DICOM's file
     name, like its header, may name the patient."""
-    def fail(self, image, threshold=None, name=None):
+    def fail(self, image, threshold=None, name=None, definition="visible"):
         raise RuntimeError("model failed")
     monkeypatch.setattr(Segmenter, "analyze", fail)
     name = "Test^Lung T001.dcm"
