@@ -6,6 +6,8 @@
     .venv/bin/python bench/bench_web.py --dice 50       # + mean Dice on 50 Val X-rays, browser vs Keras
     .venv/bin/python bench/bench_web.py --main-thread   # + each backend on the page's own thread
     .venv/bin/python bench/bench_web.py --backends wasm --quality 20   # + the cost of quality and warnings
+    .venv/bin/python bench/bench_web.py --backends wasm --repeats 3 --page 12 --baseline 79a7579
+        # + the page's time per X-ray, this model beside web/model of commit 79a7579 (one output)
 
 Prints the model download size, load time (fresh page: TF.js + model download, backend
 start-up, warm-up), first and median inference per backend at the model's input size and at
@@ -19,8 +21,13 @@ are software-only in headless Chromium here (no GPU); on users' machines WebGL/W
 --quality N times, per Val X-ray (at its own size, then scaled to 2048x2048), the model, the
 mask alone (threshold + clean-up: the page without quality) and js/quality.js's analyze (mask,
 quality, warnings: the page with it), side by side in one page.
+--page N times what the page does per X-ray (js/segmenter.js processFile in its worker: decode the
+PNG, the model, masks, quality, warnings, areas, thumbnails) on N Val X-rays, each lung definition
+choice in turn, for this model and for --baseline (web/model of a git commit, or a folder) in
+two pages of one browser, the X-rays taken in turn by each (the machine's load falls on both).
 Targets: median wasm inference <= 500 ms, model download <= 5 MB, Dice within 0.002 of Keras,
-quality and warnings <= 10% of the time per X-ray.
+quality and warnings <= 10% of the time per X-ray; the page's time per X-ray (visible field, the
+default) within 10% of the baseline's.
 """
 from __future__ import annotations
 
@@ -41,7 +48,14 @@ import numpy as np  # noqa: E402
 
 from export import browser as eb  # noqa: E402
 
-TARGET_MS, TARGET_BYTES, TARGET_DICE, TARGET_QUALITY = 500, 5_000_000, 0.002, 0.10
+TARGET_MS, TARGET_BYTES, TARGET_DICE, TARGET_QUALITY, TARGET_PAGE = 500, 5_000_000, 0.002, 0.10, 0.10
+MODEL_FILES = ("model.json", "metadata.json", "group1-shard1of1.bin")   # what a commit's web/model holds
+PAGE_JS = """async ({png, definition}) => {   // the page's time per X-ray: processFile in the worker
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  const t0 = performance.now();
+  await window.seg.processFile(new Blob([bytes], { type: 'image/png' }), null, definition);
+  return performance.now() - t0;
+}"""
 QUALITY_JS = """async ({rgb, width, height}) => {   // model, mask alone, analyze: times in ms
   const { analyze } = await import('/js/quality.js');
   const rules = await (await import('/js/rules.js')).loadRules();
@@ -59,7 +73,8 @@ QUALITY_JS = """async ({rgb, width, height}) => {   // model, mask alone, analyz
     const negative = Uint8ClampedArray.from(rgba, (v, i) => (i % 4 === 3 ? v : 255 - v));
     return new FullMap((await window.seg.segment(new ImageData(negative, width, height))).probability, width, height);
   };
-  const a = await analyze(rules, window.seg.meta, rgba, width, height, new FullMap(out.probability, width, height), inverse);
+  const a = await analyze(rules, window.seg.meta, rgba, width, height, { visible: new FullMap(out.probability, width, height) },
+    async () => ({ visible: await inverse() }));
   return { modelMs: out.ms, maskMs, qualityMs: performance.now() - t, inverted: a.inverted };
 }"""
 
@@ -75,6 +90,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quality", type=int, default=0, metavar="N",
                         help="time quality and warnings (js/quality.js) on N Val X-rays, with and without")
     parser.add_argument("--dice", type=int, default=0, metavar="N", help="mean Dice on N Val X-rays, browser vs Keras")
+    parser.add_argument("--page", type=int, default=0, metavar="N",
+                        help="the page's time per X-ray (processFile) on N Val X-rays, per definition choice")
+    parser.add_argument("--baseline", default="", metavar="COMMIT|DIR",
+                        help="with --page: also time this model (web/model of a git commit, or a folder)")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -162,8 +181,59 @@ def main(argv=None) -> int:
                   f"browser-vs-Keras mask IoU min {min(agree):.4f}, mean {np.mean(agree):.4f}")
         if args.quality:
             quality_cost(browser, mounts, [read_image(p) for p in eb.val_images(args.quality)])
+        if args.page:
+            page_time(browser, model_dir, args.baseline, eb.val_images(args.page))
         browser.close()
     return 0
+
+
+def baseline_folder(what: str, tmp: Path) -> Path:
+    """A model folder: ``what`` itself, or web/model of git commit ``what`` written into ``tmp``."""
+    import subprocess
+
+    if Path(what).is_dir():
+        return Path(what)
+    for name in MODEL_FILES:
+        data = subprocess.run(["git", "show", f"{what}:web/model/{name}"], cwd=ROOT, capture_output=True, check=True).stdout
+        (tmp / name).write_bytes(data)
+    return tmp
+
+
+def page_time(browser, model_dir: Path, baseline: str, paths: list) -> None:
+    """The page's time per X-ray (wasm, worker, no isolation: the plain build) of this model per
+    definition choice, and of the baseline model, the X-rays taken in turn by each page."""
+    import contextlib
+    import tempfile
+
+    pngs = [base64.b64encode(p.read_bytes()).decode() for p in paths]
+    with tempfile.TemporaryDirectory(prefix="lungseg-baseline-") as tmp, contextlib.ExitStack() as stack:
+        models = {"this": model_dir}
+        if baseline:
+            models[f"baseline {baseline}"] = baseline_folder(baseline, Path(tmp))
+        mounts = {f"/_m{i}/": folder for i, folder in enumerate(models.values())}
+        pages = {}
+        for i, (label, folder) in enumerate(models.items()):
+            page, _ = stack.enter_context(eb.harness_page(browser, mounts, isolate=False))
+            info = eb.load_in_page(page, f"/_m{i}/", "wasm")
+            choices = ["visible"] + (["whole", "both"] if len(info["meta"]["outputs"]) > 1 else [])
+            meta = json.loads((folder / "metadata.json").read_text())
+            print(f"\n{label}: {meta['name']} {meta['version']}, {meta['bytes'] / 1e6:.2f} MB, outputs "
+                  f"{', '.join(info['meta']['outputs'])}")
+            pages[label] = (page, choices)
+        times = {(label, d): [] for label, (_, choices) in pages.items() for d in choices}
+        for png in [pngs[0]] + pngs:   # the first X-ray once more, untimed: warm-up
+            for (label, definition), found in times.items():
+                found.append(pages[label][0].evaluate(PAGE_JS, {"png": png, "definition": definition}))
+        print(f"\nthe page's time per X-ray (processFile in the worker, wasm, {len(paths)} Val X-rays, "
+              f"load average {os.getloadavg()[0]:.1f}):")
+        for (label, definition), found in times.items():
+            print(f"  {label:22s} {definition:8s} median {statistics.median(found[1:]):6.0f} ms, "
+                  f"mean {statistics.mean(found[1:]):6.0f} ms")
+        if baseline:
+            new = statistics.median(times[("this", "visible")][1:])
+            old = statistics.median(times[(f"baseline {baseline}", "visible")][1:])
+            print(f"this model, visible field (the default) vs baseline: {100 * (new / old - 1):+.1f}% "
+                  f"({'OK' if new <= old * (1 + TARGET_PAGE) else 'over'} target +{100 * TARGET_PAGE:.0f}%)")
 
 
 def quality_cost(browser, mounts: dict, images: list) -> None:

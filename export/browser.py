@@ -98,7 +98,7 @@ LOAD_JS = """async ({modelUrl, backend, worker}) => {
            isolated: globalThis.crossOriginIsolated };
 }"""
 
-SEGMENT_JS = """async ({rgb, width, height, repeats}) => {
+SEGMENT_JS = """async ({rgb, width, height, repeats, definition}) => {
   const bytes = Uint8Array.from(atob(rgb), (c) => c.charCodeAt(0));
   const rgba = new Uint8ClampedArray(width * height * 4);
   for (let i = 0; i < width * height; i++) {
@@ -107,8 +107,8 @@ SEGMENT_JS = """async ({rgb, width, height, repeats}) => {
   const image = new ImageData(rgba, width, height);
   const times = [];
   let out;
-  for (let k = 0; k < repeats; k++) { out = await window.seg.segment(image); times.push(out.ms); }
-  const mask = window.seg.mask(out.probability, out.width, out.height);
+  for (let k = 0; k < repeats; k++) { out = await window.seg.segment(image, definition); times.push(out.ms); }
+  const mask = window.seg.mask(out.probability, out.width, out.height, window.seg.meta.outputs[definition].threshold);
   const b64 = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000)); return btoa(s); };
   return { probability: b64(new Uint8Array(out.probability.buffer)), mask: b64(mask),
            width: out.width, height: out.height, times, tensors: await window.seg.numTensors() };
@@ -120,15 +120,31 @@ def load_in_page(page, model_url: str, backend: str = "wasm", worker: bool = Tru
     return page.evaluate(LOAD_JS, {"modelUrl": model_url, "backend": backend, "worker": worker})
 
 
-def segment_in_page(page, rgb: np.ndarray, repeats: int = 1) -> dict:
-    """Run the loaded segmenter on an (H, W, 3) uint8 array: probability, mask, times (ms, as the
-    page waits: worker round trip included), tensors (the model's thread's live tensor count)."""
+ANALYZE_JS = """async ({png, definition}) => {
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  const out = await window.seg.segmentFile(new Blob([bytes], { type: 'image/png' }), null, definition);
+  const pick = ({ definition, quality, features, warnings, inverted }) => ({ definition, quality, features, warnings, inverted });
+  return [pick(out), ...(out.whole ? [pick(out.whole)] : [])];
+}"""
+
+
+def segment_in_page(page, rgb: np.ndarray, repeats: int = 1, definition: str = "visible") -> dict:
+    """Run the loaded segmenter on an (H, W, 3) uint8 array: ``definition``'s probability and
+    mask (its threshold, the clean-up), times (ms, as the page waits: worker round trip included),
+    tensors (the model's thread's live tensor count)."""
     height, width = rgb.shape[:2]
     out = page.evaluate(SEGMENT_JS, {"rgb": base64.b64encode(np.ascontiguousarray(rgb, np.uint8).tobytes()).decode(),
-                                     "width": width, "height": height, "repeats": repeats})
+                                     "width": width, "height": height, "repeats": repeats, "definition": definition})
     out["probability"] = np.frombuffer(base64.b64decode(out["probability"]), np.float32).reshape(height, width)
     out["mask"] = np.frombuffer(base64.b64decode(out["mask"]), np.uint8).reshape(height, width)
     return out
+
+
+def analyze_in_page(page, png: bytes, definition: str = "both") -> dict:
+    """The page's Segmenter.analyze of a PNG file: {definition: {quality, features, warnings,
+    inverted}} of each definition asked for ("visible", "whole" or "both")."""
+    out = page.evaluate(ANALYZE_JS, {"png": base64.b64encode(png).decode(), "definition": definition})
+    return {outline["definition"]: outline for outline in out}
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

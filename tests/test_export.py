@@ -61,6 +61,41 @@ def test_export_writes_graph_model_and_metadata(exported):
     shapes = {w["name"]: w["shape"] for g in model_json["weightsManifest"] for w in g["weights"]}
     assert biases and all(len(shapes[b]) == 1 for b in biases if b in shapes)
     assert meta["bytes"] < 5_000_000
+    # Each lung definition of the card -> the graph output made by its Keras layer, in TF.js's order.
+    outputs = meta["outputs"]
+    assert list(outputs) == list(card["outputs"]) == ["visible", "whole"]
+    names = [v["name"] for v in model_json["signature"]["outputs"].values()]
+    nodes = {n["name"]: n for n in model_json["modelTopology"]["node"]}
+    for definition, output in outputs.items():
+        facts = card["outputs"][definition]
+        assert names[output["index"]] == output["output"] and output["layer"] == facts["layer"]
+        assert output["threshold"] == facts["threshold"]
+        assert output["quality"] == facts.get("quality", card["quality"] if definition == "visible" else None)
+        head = nodes[nodes[output["output"].split(":")[0]]["input"][0]]   # Identity <- the layer's Sigmoid
+        assert f"/{facts['layer']}_" in head["name"] or f"/{facts['layer']}/" in head["name"], head["name"]
+    assert outputs["visible"]["quality"] == card["quality"] == meta["quality"]
+
+
+def test_map_outputs_follows_layers_not_order():
+    """A graph whose outputs come in another order than Keras's still maps each definition to its
+    layer's output; a card naming a layer the graph lacks is refused."""
+    from export.convert import map_outputs
+
+    node = lambda name, op, *inputs: {"name": name, "op": op, "input": list(inputs)}
+    graph = {"modelTopology": {"node": [
+        node("image", "Placeholder"), node("m/whole_probability_1/Sigmoid", "Sigmoid", "image"),
+        node("m/probability_1/Sigmoid", "Sigmoid", "image"),
+        node("Identity", "Identity", "m/whole_probability_1/Sigmoid"), node("Identity_1", "Identity", "m/probability_1/Sigmoid")]},
+        "signature": {"outputs": {"a": {"name": "Identity:0"}, "b": {"name": "Identity_1:0"}}}}
+    card = {"threshold": 0.4, "quality": {"q": 1}, "outputs": {
+        "visible": {"layer": "probability"}, "whole": {"layer": "whole_probability", "threshold": 0.6}}}
+    mapped = map_outputs(graph, card)
+    assert {d: (o["index"], o["output"], o["threshold"]) for d, o in mapped.items()} == {
+        "visible": (1, "Identity_1:0", 0.4), "whole": (0, "Identity:0", 0.6)}
+    assert mapped["visible"]["quality"] == {"q": 1} and mapped["whole"]["quality"] is None
+    assert list(map_outputs(graph, {"threshold": 0.5})) == ["visible"]   # a one-output card
+    with pytest.raises(RuntimeError, match="no output for whole"):
+        map_outputs(graph, {"outputs": {"visible": {"layer": "probability"}, "whole": {"layer": "lobe"}}})
 
 
 def test_fix_fused_biases_reshapes_rank4_bias():
@@ -115,8 +150,9 @@ def test_browser_matches_keras_on_fresh_export(exported, browser):
         assert info["backend"] == "wasm"
         assert info["meta"]["name"] == meta["name"]
         for name, rgb in inputs:
-            result = eb.segment_in_page(page, rgb)
-            prob = seg.predict_proba(rgb)
-            assert result["probability"].shape == rgb.shape[:2]
-            assert float(np.abs(result["probability"] - prob).max()) < 1e-3, name
-            assert eb.iou(result["mask"], seg.to_mask(prob)) >= 0.999, name
+            for definition in seg.definitions:   # the visible lung field and the whole lung
+                result = eb.segment_in_page(page, rgb, definition=definition)
+                prob = seg.predict_proba(rgb, definition=definition)
+                assert result["probability"].shape == rgb.shape[:2]
+                assert float(np.abs(result["probability"] - prob).max()) < 1e-3, (name, definition)
+                assert eb.iou(result["mask"], seg.to_mask(prob, definition=definition)) >= 0.999, (name, definition)

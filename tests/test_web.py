@@ -685,43 +685,52 @@ def test_serve_py_is_quiet_and_lists_no_folders(verbose):
     assert ("GET /vendor/" in err) == verbose, err
 
 
-COMPONENT_JS = """async ({image, mime}) => {   // what the Streamlit app sends, and the component's answer
+COMPONENT_JS = """async ({image, mime}) => {   // what the Streamlit app sends, and the component's answers
   const answers = [];
   window.addEventListener('message', (e) => { if (e.data?.type === 'streamlit:setComponentValue') answers.push(e.data.value); });
-  window.postMessage({ type: 'streamlit:render', args: { image, mime, threshold: 0.5, token: 't1', backend: 'wasm' } }, '*');
-  while (!answers.length) await new Promise((r) => setTimeout(r, 50));
-  return answers[0];
+  const render = async (args) => {
+    const count = answers.length;
+    window.postMessage({ type: 'streamlit:render', args: { image, mime, threshold: 0.5, backend: 'wasm', ...args } }, '*');
+    while (answers.length === count) await new Promise((r) => setTimeout(r, 50));
+    return answers.at(-1);
+  };
+  return [await render({ token: 't1' }), await render({ token: 't2', definition: 'whole' })];
 }"""
 
 
 @requires_data
 def test_streamlit_component_segments_once(browser, site, python_seg):
     """web/component.html (the app's server-vs-browser comparison) answers with Python's mask,
-    one inference time and the load time."""
+    one inference time and the load time; asked for the whole lung, with Python's whole lung."""
     path = val_images(1, "Non-COVID")[0]
     context = browser.new_context(service_workers="block")
     page = context.new_page()
     try:
         page.goto(site + "component.html")
-        value = page.evaluate(COMPONENT_JS, {"image": base64.b64encode(path.read_bytes()).decode(), "mime": "image/png"})
+        values = page.evaluate(COMPONENT_JS, {"image": base64.b64encode(path.read_bytes()).decode(), "mime": "image/png"})
     finally:
         context.close()
-    assert "error" not in value, value
-    runs = np.repeat(np.arange(len(value["rle"])) % 2, value["rle"]).astype(np.uint8)
-    mask = runs.reshape(value["height"], value["width"])
-    assert eb.iou(mask, python_seg.predict(path)) >= 0.999
-    assert value["ms"] > 0 and value["load_ms"] > 0 and value["backend"].startswith("wasm")
+    for value, definition in zip(values, ("visible", "whole")):
+        assert "error" not in value, value
+        assert value["definition"] == definition
+        runs = np.repeat(np.arange(len(value["rle"])) % 2, value["rle"]).astype(np.uint8)
+        mask = runs.reshape(value["height"], value["width"])
+        assert eb.iou(mask, python_seg.predict(path, definition=definition)) >= 0.999, definition
+        assert value["ms"] > 0 and value["load_ms"] > 0 and value["backend"].startswith("wasm")
 
 
 # --- quality and warnings: Segmenter.analyze in the browser ---------------------------------
 
-RESULTS_JS = """async (start) => {   // each result, its mask (kept as runs) made full size
+RESULTS_JS = """async (start) => {   // each result, its masks (kept as runs) made full size
   const { toMask } = await import('/js/runs.js');
   const b64 = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000)); return btoa(s); };
-  return window.lungsegApp.state.results.slice(start).map((r) => ({
-    name: r.name, status: r.status, quality: r.quality, warnings: r.warnings, inverted: r.inverted,
-    mask: r.mask ? b64(toMask(r.mask)) : null, width: r.width, height: r.height, areas: r.areas,
+  const outline = (o) => ({ definition: o.definition, quality: o.quality, warnings: o.warnings, areas: o.areas,
+    features: o.features, mask: o.mask ? b64(toMask(o.mask)) : null });
+  return window.lungsegApp.state.results.slice(start).map((r) => ({ ...outline(r),
+    name: r.name, status: r.status, inverted: r.inverted, width: r.width, height: r.height,
+    whole: r.whole ? outline(r.whole) : null, info: r.el.querySelector('.info').textContent,
     flagged: r.el.dataset.flagged, shown: r.el.querySelector('.quality').textContent,
+    captions: [...r.el.querySelectorAll('figure.outline figcaption')].map((c) => c.textContent),
     listed: [...r.el.querySelectorAll('.warnings li')].map((li) => li.textContent) }));
 }"""
 
@@ -729,8 +738,9 @@ RESULTS_JS = """async (start) => {   // each result, its mask (kept as runs) mad
 def _page_results(page, before):
     out = page.evaluate(RESULTS_JS, before)
     for r in out:
-        if r["mask"]:
-            r["mask"] = np.frombuffer(base64.b64decode(r["mask"]), np.uint8).reshape(r["height"], r["width"])
+        for outline in (r, r["whole"]):
+            if outline and outline["mask"]:
+                outline["mask"] = np.frombuffer(base64.b64decode(outline["mask"]), np.uint8).reshape(r["height"], r["width"])
     return out
 
 
@@ -887,6 +897,94 @@ def test_zip_is_laid_out_like_the_cli_output_folder(app, python_seg, dicom_grey,
         labels = np.asarray(Image.open(io.BytesIO(page[row["mask"].replace(".mask.", ".labels.")])))
         assert np.array_equal(labels, side_labels(mask)), name
     assert not app.errors
+
+
+def _choose(app, definition):
+    """Pick a lung definition on the page and wait until every result shows it."""
+    app.check(f"#definition input[value={definition}]")
+    app.wait_for_function("(d) => window.lungsegApp.state.results.every((r) => r.status !== 'done' || r.definition === d)",
+                          arg="visible" if definition == "both" else definition, timeout=TIMEOUT)
+
+
+@requires_data
+def test_both_definitions_equal_python_and_the_cli(app, python_seg, tmp_path, monkeypatch):
+    """The choice of lung definition (rules.json's labels and meanings, the visible field the
+    default): with "Both", each X-ray's visible field and whole lung are Segmenter.analyze(
+    definition="both")'s (masks, estimated quality, pair features, warnings), its whole-lung
+    downloads are named NAME.whole.mask.png, and the zip is `lungseg predict --definition both
+    --labels`'s folder (names, manifest); "Whole lung" alone recomputes the kept results."""
+    import csv
+
+    from lungseg.cli import main
+    from lungseg.rules import DEFINITIONS, MANIFEST_COLUMNS
+
+    radios = app.locator("#definition label")
+    for index, (key, facts) in enumerate(DEFINITIONS.items()):
+        assert facts["label"] in radios.nth(index).inner_text() and facts["means"] in radios.nth(index).inner_text()
+    assert app.is_checked("#definition input[value=visible]") and "(default)" in radios.nth(0).inner_text()
+    v7 = DATA.parent / "v7-whole-lung"
+    whole_xray = sorted((v7 / "images").iterdir())[0] if v7.is_dir() else None
+    given = {"chest.png": val_images(1, "Normal")[0].read_bytes()}
+    if whole_xray:   # a V7 X-ray (JPEG) as PNG: the same pixels on both sides
+        given["v7.png"] = _png_bytes(Image.open(whole_xray).convert("RGB"))
+    for name, data in given.items():
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", *given, "--out", "out", "--labels", "--definition", "both"]) == 0
+    cli = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    app.wait_for_function("!window.lungsegApp.state.busy", timeout=TIMEOUT)
+    if app.evaluate("window.lungsegApp.state.results.length"):
+        app.click("#clear")
+    _choose(app, "both")
+    try:
+        page = _upload_all(app, given, "image/png")
+        for name, data in given.items():
+            expected, got = python_seg.analyze(data, definition="both"), page[name]
+            assert got["status"] == "done" and got["definition"] == "visible", name
+            assert got["captions"] == [f"{DEFINITIONS[d]['label']} (overlay)" for d in DEFINITIONS]
+            for mine, want in ((got, expected), (got["whole"], expected.whole)):
+                assert mine["definition"] == want.definition
+                assert eb.iou(mine["mask"], want.mask) >= 0.999, (name, want.definition)
+                assert (mine["quality"] is None) == (want.quality is None), (name, want.definition)
+                if want.quality is not None:
+                    assert abs(mine["quality"] - want.quality) <= 0.01, (name, want.definition)
+                for feature in ("visible_outside", "whole_over_visible"):
+                    assert abs(mine["features"][feature] - want.features[feature]) <= 0.01, (name, feature)
+                assert [w["code"] for w in mine["warnings"]] == [w["code"] for w in want.warnings], name
+            for facts in DEFINITIONS.values():
+                assert facts["name"] in got["info"], got["info"]
+        item = app.locator("li.result").nth(0)
+        with app.expect_download() as info:
+            item.locator("button.download-mask[data-definition=whole]").click()
+        assert info.value.suggested_filename == "chest.png.whole.mask.png"
+        with app.expect_download() as info:
+            app.click("#download-all")
+        info.value.save_as(tmp_path / "page.zip")
+        with zipfile.ZipFile(tmp_path / "page.zip") as archive:
+            zipped = {n: archive.read(n) for n in archive.namelist()}
+        assert sorted(zipped) == sorted(n for n in cli if not n.endswith(".seg.dcm"))
+        rows = list(csv.DictReader(io.StringIO(zipped["manifest.csv"].decode())))
+        expected_rows = list(csv.DictReader(io.StringIO(cli["manifest.csv"].decode())))
+        assert list(rows[0]) == MANIFEST_COLUMNS
+        for row, want in zip(rows, expected_rows):
+            for key in ("input", "status", "mask", "overlay", "labels", "whole_mask", "whole_overlay",
+                        "whole_labels", "width", "height", "warnings", "whole_warnings"):
+                assert row[key] == want[key], (row["input"], key)
+            for key in ("lung_fraction", "whole_lung_fraction", "whole_image_left_fraction", "quality", "whole_quality"):
+                assert (row[key] == "") == (want[key] == ""), key
+                assert row[key] == "" or abs(float(row[key]) - float(want[key])) <= 0.01, (row["input"], key)
+            assert _no_figures(row["message"]) == _no_figures(want["message"])
+            whole = np.asarray(Image.open(io.BytesIO(zipped[row["whole_mask"]]))) // 255
+            assert eb.iou(whole, python_seg.predict(given[row["input"]], definition="whole")) >= 0.999
+
+        _choose(app, "whole")   # the kept results recomputed for the whole lung alone
+        for got in _page_results(app, 0):
+            assert got["definition"] == "whole" and got["whole"] is None
+            assert eb.iou(got["mask"], python_seg.predict(given[got["name"]], definition="whole")) >= 0.999
+            assert got["captions"] == [f"{DEFINITIONS['whole']['label']} (overlay)"]
+    finally:
+        _choose(app, "visible")
 
 
 @requires_data

@@ -233,8 +233,8 @@ async function processOne(result) {
 }
 
 /** What the page keeps of one definition's analysis. */
-function outline({ definition, mask, quality, warnings, areas, layer }) {
-  return { definition, mask, quality, warnings, areas, layer };
+function outline({ definition, mask, quality, warnings, areas, layer, features }) {
+  return { definition, mask, quality, warnings, areas, layer, features };
 }
 
 /** One compact line: the message of rules.json, which starts with the file name (shown in bold). */
