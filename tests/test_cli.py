@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from conftest import ROOT, mask_of, requires_data, val_images
-from dicoms import dataset, encode
+from conftest import ROOT, SHARED, mask_of, requires_data, val_images
+from dicoms import dataset, deidentified, encode, raw
 from lungseg import batch, rules
 from lungseg.batch import BatchError, Interrupted, Writer, plan, run, write_manifest
 from lungseg.cli import main
@@ -534,3 +534,163 @@ def test_evaluate_threshold_overrides_the_cards(tmp_path):
     assert recall["0.999"] < recall["0.5"]
     with pytest.raises(SystemExit, match="--update-card"):
         main(["evaluate", "--data", str(data), "--threshold", "0.4", "--update-card"])
+
+
+# --- two definitions of the lung (issue 22) -----------------------------------------------------
+
+V7 = SHARED / "data" / "v7-whole-lung"
+DEFINED = [column for column in batch.COLUMNS if column != "dicom_seg"]   # mask, ..., whole_labels
+
+
+def _files_named(rows) -> set[str]:
+    """Every output a manifest names, of every definition."""
+    return {r[c] for r in rows for c in batch.COLUMNS if r[c]}
+
+
+def _world_dicom(grey: np.ndarray) -> bytes:
+    """A de-identified X-ray as older archives store it: no preamble, no file meta, implicit VR
+    (tests/dicoms.py), with a Pixel Spacing of 0.6 mm."""
+    return raw(deidentified(dataset(grey.astype(np.uint16) * 16 + 8, PixelSpacing=[0.6, 0.6])), implicit=True)
+
+
+@requires_data
+def test_predict_both_definitions_writes_each_outputs_and_columns_and_one_segmentation(tmp_path, segmenter):
+    import highdicom as hd
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    paths = val_images(1, "Normal") + val_images(1, "COVID-19")
+    for path in paths:
+        shutil.copy(path, inputs / path.name)
+    grey = np.asarray(Image.open(val_images(2, "Non-COVID")[1]).convert("L"))
+    (inputs / "IM0001").write_bytes(_world_dicom(grey))                       # no extension
+    assert main(["predict", str(inputs), "--out", str(out), "--definition", "both", "--labels"]) == 0
+    rows = {Path(r["input"]).name: r for r in _manifest(out)}
+    assert set(rows) == {p.name for p in paths} | {"IM0001"} and _on_disk(out) == _files_named(rows.values())
+    for name, row in rows.items():
+        assert [row[c] for c in DEFINED] == [name + rules.output_name(*batch.COLUMNS[c]) for c in DEFINED]
+        assert row["whole_mask"] == name + ".whole.mask.png"
+        for d in segmenter.definitions:
+            written = np.asarray(Image.open(out / row[rules.column("mask", d)])) > 0
+            assert float(row[rules.column("lung_fraction", d)]) == pytest.approx(written.mean(), abs=1e-6)
+            assert set(np.unique(np.asarray(Image.open(out / row[rules.column("labels", d)])))) == {0, 1, 2}
+            if name != "IM0001":
+                assert np.array_equal(written, segmenter.predict(inputs / name, definition=d) > 0), (name, d)
+        assert float(row["whole_lung_fraction"]) > float(row["lung_fraction"]), name   # behind the heart too
+        assert row["quality"] and bool(row["whole_quality"]) == bool(segmenter.output("whole").quality)
+
+    dicom = rows["IM0001"]
+    assert dicom["dicom_seg"] == "IM0001.seg.dcm" and dicom["spacing_source"] == "Pixel Spacing"
+    masks = {d: np.asarray(Image.open(out / dicom[rules.column("mask", d)])) > 0 for d in segmenter.definitions}
+    for d, mask in masks.items():
+        assert float(dicom[rules.column("lung_cm2", d)]) == pytest.approx(mask.sum() * 0.36 / 100, rel=1e-5)
+    seg = hd.seg.segread(out / "IM0001.seg.dcm")
+    labels = [s.SegmentLabel for s in seg.SegmentSequence]
+    assert labels == [f"{rules.DEFINITIONS[d]['segment']}, {side}" for d in masks for side in ("right", "left")]
+    uid = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+    planes = seg.get_pixels_by_source_instance([uid])[0]
+    assert seg.SegmentsOverlap == "YES" and planes.shape == (*grey.shape, 4)
+    for k, mask in enumerate(masks.values()):
+        assert np.array_equal(planes[..., 2 * k] | planes[..., 2 * k + 1], mask)
+
+
+def test_skip_existing_redoes_inputs_lacking_the_outputs_of_a_definition_asked_now(tmp_path, segmenter, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(2)
+    for k in range(2):
+        Image.fromarray(_xray(rng, size=(256, 240 + k))).save(inputs / f"x{k}.png")
+    assert main(["predict", str(inputs), "--out", str(out)]) == 0                       # visible only
+    visible = _manifest(out)
+    assert all(r["whole_mask"] == r["whole_lung_fraction"] == r["whole_warnings"] == "" for r in visible)
+    capsys.readouterr()
+
+    assert main(["predict", str(inputs), "--out", str(out), "--definition", "both", "--skip-existing"]) == 0
+    counts = _summary(capsys.readouterr().out)
+    assert (counts["done"], counts["kept"]) == (2, 0)
+    assert counts["written"] == {"mask": 2, "overlay": 2, "whole lung mask": 2, "whole lung overlay": 2}
+    both = _manifest(out)
+    assert [r["input"] for r in both] == [r["input"] for r in visible]
+    assert all(r["whole_mask"] and r["whole_lung_fraction"] for r in both) and _on_disk(out) == _files_named(both)
+    assert {r["input"]: r["lung_fraction"] for r in both} == {r["input"]: r["lung_fraction"] for r in visible}
+
+    for definition in ("visible", "whole", "both"):                                    # all there now: kept
+        before = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+        assert main(["predict", str(inputs), "--out", str(out), "--definition", definition, "--skip-existing"]) == 0
+        assert _summary(capsys.readouterr().out)["kept"] == 2, definition
+        assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == before and _manifest(out) == both
+
+    # A whole-only run into a fresh folder, then a visible one: each fills its own columns, and the
+    # visible run keeps the whole lung's row and outputs it did not touch named.
+    fresh = tmp_path / "fresh"
+    assert main(["predict", str(inputs), "--out", str(fresh), "--definition", "whole"]) == 0
+    whole = _manifest(fresh)
+    assert all(r["mask"] == r["lung_fraction"] == r["quality"] == "" and r["whole_mask"] for r in whole)
+    assert _on_disk(fresh) == _files_named(whole) and not list(fresh.glob("*[0-9].png.mask.png"))
+    assert main(["predict", str(inputs), "--out", str(fresh), "--skip-existing"]) == 0
+    merged = _manifest(fresh)
+    assert [r["whole_lung_fraction"] for r in merged] == [r["whole_lung_fraction"] for r in whole]
+    assert all(r["mask"] for r in merged) and _on_disk(fresh) == _files_named(merged)
+    assert main(["predict", str(inputs / "x0.png"), "--out", str(fresh), "--overwrite"]) == 0
+    assert _manifest(fresh)[0]["whole_mask"] == "x0.png.whole.mask.png" and _manifest(fresh)[1:] == merged[1:]
+
+
+def _without_whole_output(folder: Path) -> Path:
+    """A copy of the default model whose card describes only its visible lung field output."""
+    from lungseg import bundle
+
+    shutil.copytree(bundle.DEFAULT_MODEL, folder)
+    card = json.loads((folder / "card.json").read_text())
+    del card["outputs"]
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_a_definition_the_model_does_not_give_is_refused_before_any_work(tmp_path, capsys):
+    from lungseg import Segmenter
+
+    model = _without_whole_output(tmp_path / "visible-only")
+    with pytest.raises(ValueError) as refusal:
+        Segmenter.load(model).output("whole")
+    Image.fromarray(_xray()).save(tmp_path / "a.png")
+    for command in (["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--definition", "whole"],
+                    ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--definition", "whole"]):
+        assert main([*command, "--model", str(model)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {refusal.value}"
+        assert not (tmp_path / "o").exists()
+    assert main(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--model", str(model),
+                 "--definition", "both"]) == 0                                        # both: what it gives
+    assert _on_disk(tmp_path / "o") == {"a.png.mask.png", "a.png.overlay.png"}
+
+
+@pytest.mark.skipif(not V7.is_dir(), reason=f"v7-whole-lung not found at {V7}")
+def test_evaluate_whole_scores_the_whole_lung_output_and_updates_its_card(tmp_path, segmenter):
+    from lungseg import bundle
+    from lungseg.datasets import find_samples
+    from lungseg.evaluation import at_truth_size
+    from lungseg.metrics import score
+
+    data = tmp_path / "v7"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    with (V7 / "pairs.csv").open(newline="") as table:
+        for pair in list(csv.DictReader(table))[:3]:
+            shutil.copy(V7 / "images" / pair["image"], data / "images")
+            shutil.copy(V7 / "masks" / pair["mask"], data / "masks")
+    model = tmp_path / "model"
+    shutil.copytree(bundle.DEFAULT_MODEL, model)
+    assert main(["evaluate", "--data", str(data), "--out", str(tmp_path / "r"), "--definition", "whole",
+                 "--model", str(model), "--update-card"]) == 0
+    report = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert report["definition"] == "whole" and report["overall"]["images"] == 3
+    rows = {row["image"]: row for row in report["images"]}
+    for sample in find_samples(data):
+        truth = sample.read_mask()
+        expected = score(truth, at_truth_size(segmenter.predict(sample.image, definition="whole"), truth))
+        assert {k: rows[sample.name][k] for k in expected} == pytest.approx(expected, abs=1e-9), sample.name
+        visible = score(truth, at_truth_size(segmenter.predict(sample.image), truth))
+        assert expected["recall"] > visible["recall"], sample.name            # the whole lung holds more
+    card = json.loads((model / "card.json").read_text())
+    assert card["outputs"]["whole"]["metrics"]["v7"] == {"data": data.as_posix(), **report["overall"]}
+    assert card["metrics"] == segmenter.card["metrics"]
+    assert card["outputs"]["visible"] == segmenter.card["outputs"]["visible"]
