@@ -297,6 +297,40 @@ def test_a_segmentation_of_every_profile_is_valid_dicom(built, tmp_path):
     assert first.SourceImageSequence[0].ReferencedSOPClassUID == SecondaryCaptureImageStorage
 
 
+@pytest.mark.parametrize("labelled", [False, True])
+def test_a_segmentation_of_both_definitions_is_valid_dicom_for_every_profile(built, tmp_path, labelled):
+    """Both lung definitions in one SEG, overlapping (the whole lung holds the lung field): a
+    segment each named by rules.json (right and left each with labels); dciodvfy finds no error,
+    dcm2pnm renders every segment's frame, highdicom gives each mask back."""
+    import highdicom as hd
+
+    dciodvfy, dcm2pnm = _tool("dciodvfy"), _tool("dcm2pnm")
+    names = list(built) if labelled else list(built)[:3]
+    for name in names:
+        xray = read_input(built[name][0], name)[1]
+        masks = {"visible": (xray.pixels[..., 0] < 90).astype(np.uint8),
+                 "whole": (xray.pixels[..., 0] < 140).astype(np.uint8)}
+        assert (masks["whole"] >= masks["visible"]).all() and (masks["whole"] > masks["visible"]).any()
+        planes = [plane for mask in masks.values()
+                  for plane in ([side_labels(mask) == 1, side_labels(mask) == 2] if labelled else [mask > 0])]
+        path = tmp_path / f"{name}.seg.dcm"
+        path.write_bytes(write_seg(xray, masks, labelled=labelled))
+        report = subprocess.run([dciodvfy, "-new", str(path)], capture_output=True, text=True)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (name, errors)
+        frames = tmp_path / name
+        assert subprocess.run([dcm2pnm, "+on", "+Fa", str(path), str(frames)], capture_output=True).returncode == 0
+        for k, plane in enumerate(planes):
+            assert np.array_equal(np.asarray(Image.open(f"{frames}.{k}.png")) > 0, plane), (name, k)
+        seg = hd.seg.segread(path)
+        segments = [rules.DEFINITIONS[d]["segment"] for d in masks]
+        expected = [f"{s}, {side}" for s in segments for side in ("right", "left")] if labelled else segments
+        assert [item.SegmentLabel for item in seg.SegmentSequence] == expected and seg.SegmentsOverlap == "YES"
+        uid = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+        back = seg.get_pixels_by_source_instance([uid])[0]
+        assert all(np.array_equal(back[..., k] > 0, plane) for k, plane in enumerate(planes)), name
+
+
 def test_classes_and_character_sets_highdicom_does_not_know(tmp_path):
     """A vendor's SOP class is referenced as it is; an unknown character set becomes UTF-8 with
     the name as pydicom read it; dciodvfy finds no error."""
