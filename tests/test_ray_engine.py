@@ -140,3 +140,30 @@ def test_outputs_go_to_a_local_folder(tmp_path, capsys):
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "a.png")
     assert main(["predict", (tmp_path / "a.png").as_uri(), "--out", "s3://bucket/masks"]) == 2
     assert "outputs go to a local folder" in capsys.readouterr().err
+
+
+@requires_data
+def test_ray_writes_both_definitions_as_the_plain_engine_does(tmp_path, local_ray):
+    from dicoms import dataset, encode
+    from lungseg import rules
+    from lungseg.batch import COLUMNS
+
+    inputs = tmp_path / "scans"
+    inputs.mkdir()
+    for path in val_images(2):
+        (inputs / path.name).write_bytes(path.read_bytes())
+    grey = np.asarray(Image.open(val_images(3)[2]).convert("L"))
+    (inputs / "chest.dcm").write_bytes(encode(dataset(grey.astype(np.uint16) * 16 + 8, PixelSpacing=[0.5, 0.5])))
+    plain, ray_out = tmp_path / "plain", tmp_path / "ray"
+    for out, engine in ((plain, "plain"), (ray_out, "ray")):
+        assert main(["predict", str(inputs), "--out", str(out), "--definition", "both", "--engine", engine]) == 0
+    files = sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file())
+    assert len(files) == 3 * 4 + 1 + 1                        # mask + overlay per definition, a SEG, the manifest
+    assert sorted(p.relative_to(ray_out) for p in ray_out.rglob("*") if p.is_file()) == files
+    expected, got = _masks(plain), _masks(ray_out)
+    assert len(expected) == 6 and all(_iou(expected[name], got[name]) >= 0.999 for name in expected)
+    mine, theirs = _rows(ray_out), _rows(plain)
+    assert [[r[c] for c in ("input", "status", *COLUMNS)] for r in mine] == \
+        [[r[c] for c in ("input", "status", *COLUMNS)] for r in theirs]
+    for column in [rules.column(name, d) for d in rules.DEFINITIONS for name in ("lung_fraction", "lung_cm2")]:
+        assert [float(r[column] or 0) for r in mine] == pytest.approx([float(r[column] or 0) for r in theirs], abs=1e-3)
