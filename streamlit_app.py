@@ -202,7 +202,8 @@ def comparison(entries: list[dict], asked: str, thresholds: dict[str, float]) ->
     payload, mime, what = component.browser_payload(data, lambda: results.decode(data, name))
     value = component.browser_segment(payload, mime, threshold, token, definition, key="browser_compare")
     left, right, diff, figures = st.columns(4)
-    left.image(server["preview"], caption=f"server (Keras): {server['inference_ms']:.0f} ms",
+    outlined = rules.DEFINITIONS[definition]["name"]
+    left.image(server["preview"], caption=f"server (Keras), {outlined}: {server['inference_ms']:.0f} ms",
                width="stretch")
     if not value or value.get("token") != token:
         right.info("Waiting for the browser…")
@@ -220,7 +221,7 @@ def comparison(entries: list[dict], asked: str, thresholds: dict[str, float]) ->
         return
     shown = preview(browser * 255)
     right.image(shown, width="stretch",
-                caption=f"browser (TF.js, {value.get('backend')}): {value['ms']:.0f} ms; "
+                caption=f"browser (TF.js, {value.get('backend')}), {outlined}: {value['ms']:.0f} ms; "
                         f"input: {what}")
     diff.image(difference_overlay(results.image_preview(data, name), server["preview"] >= 128,
                                   shown >= 128), width="stretch",

@@ -88,8 +88,9 @@ def downloads(entry: dict, definition: str, folder: str, opacity: float, with_se
     cols[3].download_button(
         "Download DICOM Segmentation", lambda: results.dicom_seg(entry["data"], name, outlines, seg),
         file_name=output(out, "seg"), mime="application/dicom", on_click="ignore", key=f"seg::{out}",
-        help="The right and the left lung as two segments. References the X-ray and copies its "
-             "patient and study attributes, so a PACS files it with the X-ray.")
+        help="The right and the left lung of each lung definition shown as segments. References "
+             "the X-ray and copies its patient and study attributes, so a PACS files it with the "
+             "X-ray.")
 
 
 def outline(entry: dict, definition: str, image, opacity: float) -> None:

@@ -223,19 +223,24 @@ def test_every_threshold_gives_segmenters_mask(seg, small_store, monkeypatch):
 
 @requires_data
 def test_the_store_holds_small_objects_per_xray(small_store):
-    """A 22-megapixel X-ray at two thresholds adds its display copies, the model's output at its
-    working size and a packed mask per threshold to the store: an eighth of a byte per pixel per
-    threshold, under 12 MB in all (the full-size threshold levels kept before were 22 MB alone)."""
+    """A 22-megapixel X-ray, both lung definitions at two thresholds, adds its display copies, the
+    model's two outputs at their working size (one run) and a packed mask per definition and
+    threshold to the store: an eighth of a byte per pixel per mask, under 20 MB in all (one
+    full-size float map would be 89 MB)."""
     grey = Image.open(val_images(1, "Normal")[0]).convert("L").resize((4300, 5200), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     grey.save(buffer, format="PNG", compress_level=1)
     data, folder, pixels = buffer.getvalue(), str(DEFAULT_MODEL), 4300 * 5200
     for threshold in (0.5, 0.4):
-        assert "error" not in results.segment(data, "large.png", folder, threshold)
+        for definition in ("visible", "whole"):
+            assert "error" not in results.segment(data, "large.png", folder, threshold, definition, "both")
     results.image_preview(data, "large.png")
+    model = small_store.get(("model", results.digest(data), folder, "visible"))
+    assert sorted(model["values"]) == ["visible", "whole"]
+    assert all(v.size * v.itemsize <= 2**18 for v in model["values"].values())
     side = results.PREVIEW_SIDE
-    bound = 2 * (pixels // 8 + side**2) + 3 * side**2 + 2**20
-    assert small_store.nbytes <= bound < 12 * 2**20
+    bound = 4 * (pixels // 8 + side**2) + 3 * side**2 + 2**20
+    assert small_store.nbytes <= bound < 20 * 2**20
 
 
 def whole_image_stats(image: np.ndarray) -> dict:
@@ -512,6 +517,18 @@ def test_washed_out_and_negative_xrays_are_flagged_first(segmenter, downloads):
         segmenter.to_mask(expected["negative.png"].probability, 0.7))
     assert [w.value for w in at.warning] == messages            # still those of the card's threshold
     assert any("model card's threshold (0.50)" in c.value for c in at.caption)
+
+    # Both: the whole lung follows the visible field's choice of the inverse, as analyze does;
+    # an image's warnings are said once. The whole lung alone decides for itself.
+    both = {name: segmenter.analyze(data, name=name, definition="both") for name, data, _ in (washed, negative)}
+    choose(at, "both")
+    assert downloads["negative.png.whole.mask.png"] == encode_png(both["negative.png"].whole.mask)
+    said = [w.value for w in at.warning]
+    assert all(said.count(m) == 1 for m in messages), said
+    choose(at, "whole")
+    alone = segmenter.analyze(negative[1], name="negative.png", definition="whole")
+    assert downloads["negative.png.whole.mask.png"] == encode_png(alone.mask)
+    assert table(at)[0]["file"] in ("washed.png", "negative.png")
 
 
 @requires_data
@@ -862,6 +879,7 @@ def test_model_choice_and_deployed_folder(tmp_path, monkeypatch, downloads):
     at.sidebar.selectbox[0].set_value("seed baseline").run()
     card = at.sidebar.json[0].value
     assert "size on disk" in card and "training data" in card
+    assert at.radio(key=f"definition::{SEED_MODEL}").options == [rules.DEFINITIONS["visible"]["label"]]
     path = val_images(1, "Normal")[0]
     upload(at, [png_file(path)])
     assert downloads[f"{path.name}.mask.png"] == encode_png(Segmenter.load(SEED_MODEL).predict(path))

@@ -189,5 +189,15 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
     print(f"server vs browser IoU {iou:.4f}; browser {browser_ms}")
     assert iou >= 0.99
     assert browser_ms.endswith(" ms")
+
+    whole_lung = rules.DEFINITIONS["whole"]["name"]                  # the whole lung, in the browser too
+    page.get_by_test_id("stSidebar").get_by_text("Both, one after the other").click()
+    page.get_by_test_id("stRadio").filter(has_text="Lung definition to compare").get_by_text(
+        rules.DEFINITIONS["whole"]["label"]).click()
+    expect(page.get_by_text(f"browser (TF.js, wasm), {whole_lung}")).to_be_visible()
+    page.wait_for_timeout(2000)                                      # the run that shows it ends
+    whole_iou = float(agreement.get_by_test_id("stMetricValue").inner_text())
+    print(f"server vs browser IoU, {whole_lung}: {whole_iou:.4f}")
+    assert whole_iou >= 0.99
     if os.environ.get("LUNGSEG_SCREENSHOT"):
         page.screenshot(path=os.environ["LUNGSEG_SCREENSHOT"], full_page=True)
