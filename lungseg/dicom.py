@@ -476,20 +476,21 @@ def _segments(masks: dict[str, np.ndarray], labelled: bool) -> tuple[list[tuple]
 
     from .measure import side_labels
 
-    right, left = Code("3341006", "SCT", "Right lung"), Code("44029006", "SCT", "Left lung")
-    parts, planes = [], []
-    for definition, mask in masks.items():
-        label = rules.DEFINITIONS[definition]["segment"]
-        if labelled:
-            sides = side_labels(mask)
-            parts += [(f"{label}, right", right), (f"{label}, left", left)]
-            planes += [sides] if len(masks) == 1 else [sides == 1, sides == 2]
-        else:
-            parts.append((label, codes.SCT.Lung))
-            planes.append(mask)
+    sides = [("right", Code("3341006", "SCT", "Right lung")), ("left", Code("44029006", "SCT", "Left lung"))]
+    labels = [rules.DEFINITIONS[d]["segment"] for d in masks]
+    parts = ([(f"{label}, {side}", code) for label in labels for side, code in sides] if labelled
+             else [(label, codes.SCT.Lung) for label in labels])
     if len(masks) == 1:
-        return parts, planes[0].astype(np.uint8)
-    return parts, np.stack(planes, axis=-1).astype(np.uint8)[np.newaxis]
+        (mask,) = masks.values()
+        return parts, side_labels(mask) if labelled else mask.astype(np.uint8)
+    pixels = np.zeros((1, *next(iter(masks.values())).shape, len(parts)), np.uint8)
+    for k, mask in enumerate(masks.values()):
+        if labelled:
+            side = side_labels(mask)
+            pixels[0, ..., 2 * k], pixels[0, ..., 2 * k + 1] = side == 1, side == 2
+        else:
+            pixels[0, ..., k] = mask
+    return parts, pixels
 
 
 def write_seg(xray: DicomImage, masks: dict[str, np.ndarray] | np.ndarray, model: str = "lungseg",
