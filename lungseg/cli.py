@@ -279,7 +279,8 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "predict", parents=[common], help="write lung masks for images or folders",
         description="Write <file name>.mask.png (0/255, the X-ray's size) and <file name>.overlay.png "
-                    "(the X-ray with the lungs tinted, also at its size) for every X-ray, "
+                    "(the X-ray with the lungs tinted, also at its size) for every X-ray (with "
+                    "--definition whole or both, the whole lung's too: <file name>.whole.mask.png, ...), "
                     "mirroring sub-folders, plus manifest.csv (one row per input: outputs, status, "
                     "message; merged with the folder's earlier manifest). Folders "
                     "are searched by content: an image without an extension is segmented, other "
