@@ -78,13 +78,15 @@ def _evaluate(args) -> int:
 
 
 def _card_with(card: dict, definition: str, data: str, overall: dict) -> dict:
-    """``card`` with the figures of ``definition`` on ``data``: the visible field's as its
-    ``metrics``, another definition's in ``outputs[definition]["metrics"]``, keyed by the data
-    set's name (its path after a ``data`` folder, e.g. ``v7-whole-lung``)."""
+    """``card`` with the figures of ``definition`` on ``data`` in ``outputs[definition]["metrics"]``,
+    keyed by the data set's name (its path after a ``data`` folder, e.g. ``v7-whole-lung``); the
+    visible field's are also the card's top-level ``metrics`` (all a one-output card has)."""
     path = Path(data).absolute()
     figures = {"data": Path(data).as_posix(), **overall}
     if definition == DEFAULT_DEFINITION:
-        return {**card, "metrics": figures}
+        card = {**card, "metrics": figures}
+    if "outputs" not in card:
+        return card
     parts = path.parts
     name = "/".join(parts[len(parts) - parts[::-1].index("data"):]) if "data" in parts[:-1] else path.name
     output = card["outputs"][definition]

@@ -122,7 +122,8 @@ def visible_only(model: keras.Model) -> keras.Model:
 def evaluate(segmenter: Segmenter, samples: list[Sample]) -> dict:
     """Both outputs scored against each sample's (whole-lung) mask at the truth's size: per-image
     Dice and, per definition, the mean metrics, the mean Dice of the worst ``WORST_SHARE`` and the
-    lowest; also how much of the visible mask lies outside the whole-lung one (should be ~0)."""
+    lowest; also how much of the visible mask lies outside the whole-lung one (should be ~0), and
+    how many manual masks are closer to the whole-lung output than to the visible one."""
     rows = []
     for sample in samples:
         image, truth = read_image(sample.image), sample.read_mask()
@@ -139,6 +140,8 @@ def evaluate(segmenter: Segmenter, samples: list[Sample]) -> dict:
         summary[name] = {**metrics.summarize(scores), "dice_worst_5pct": float(worst.mean()),
                          "dice_min": float(dice[0])}
     summary["visible_outside_whole"] = float(np.mean([r["visible_outside_whole"] for r in rows]))
+    # Which convention each manual mask follows: the output it is closer to (Dice).
+    summary["closer_to_whole"] = sum(r["scores"]["whole"]["dice"] > r["scores"]["visible"]["dice"] for r in rows)
     per_image = [{"image": r["image"], "visible_outside_whole": r["visible_outside_whole"],
                   **{f"{n}_dice": r["scores"][n]["dice"] for n in DEFINITIONS}} for r in rows]
     return {"summary": summary, "images": per_image}

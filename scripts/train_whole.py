@@ -41,6 +41,7 @@ def card_for(base_card: dict, training: dict, held: list[str], figures: dict, da
         "held_out": {"rule": " ".join(whole.split.__doc__.split("\n\n")[1].split()), "images": held},
         "training": {k: v for k, v in training.items() if k != "history"},
         "visible_outside_whole": {k: v["visible_outside_whole"] for k, v in figures.items()},
+        "closer_to_whole": {k: f"{v['closer_to_whole']} of {v['images']} manual masks" for k, v in figures.items()},
     }
     return card
 
