@@ -156,3 +156,25 @@ def test_browser_matches_keras_on_fresh_export(exported, browser):
                 assert result["probability"].shape == rgb.shape[:2]
                 assert float(np.abs(result["probability"] - prob).max()) < 1e-3, (name, definition)
                 assert eb.iou(result["mask"], seg.to_mask(prob, definition=definition)) >= 0.999, (name, definition)
+
+
+@requires_data
+def test_an_export_without_outputs_gives_the_visible_field(exported, browser, tmp_path):
+    """metadata.json of an export made before the model had two outputs (no `outputs`): the page
+    runs the graph's first output as the visible lung field, and says it has no whole lung."""
+    import shutil
+
+    from lungseg import Segmenter, read_image
+
+    out, meta, _ = exported
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / "metadata.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "outputs"}))
+    rgb = read_image(eb.val_images(1)[0])
+    with eb.harness_page(browser, {"/_old/": old}) as (page, _):
+        info = eb.load_in_page(page, "/_old/", "wasm")
+        assert list(info["meta"]["outputs"]) == ["visible"]
+        result = eb.segment_in_page(page, rgb)
+        assert eb.iou(result["mask"], Segmenter.load(bundle.DEFAULT_MODEL).predict(rgb)) >= 0.999
+        with pytest.raises(Exception, match="does not outline the whole lung"):
+            eb.segment_in_page(page, rgb, definition="whole")

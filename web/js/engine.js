@@ -246,6 +246,7 @@ export async function createEngine({ modelUrl = "model/", backend = "auto", core
     try {
       const feed = { [cut.input]: input };
       out = runAsync ? await model.executeAsync(feed, cutNames(cut)) : tf.tidy(() => model.execute(feed, cutNames(cut)));
+      out = [].concat(out);   // TF.js gives one tensor, not a list of one, for a single output
     } finally {
       input.dispose();
     }
