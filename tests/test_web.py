@@ -624,6 +624,43 @@ def test_inverse_decision_equals_python(harness):
     assert got == [checks.inverse_is_better(*case) for case in cases] == [False, True, False, True, False]
 
 
+PAIR_JS = """async ({logits, size, thresholds, params, row}) => {
+  const { ProbabilityMap } = await import('/js/postprocess.js');
+  const { pairFeatures, estimate } = await import('/js/quality.js');
+  const [visible, whole] = logits.map((l) => new ProbabilityMap(Float32Array.from(l), size, size, 300, 200, ['Sigmoid']));
+  const masks = [visible.thresholded(thresholds[0]), whole.thresholded(thresholds[1])];
+  return { masks: masks.map((m) => Array.from(m)), pair: pairFeatures(...masks), estimate: estimate(row, params) };
+}"""
+
+
+def test_pair_features_and_whole_estimate_equal_python(harness):
+    """What the two outputs say of each other (quality.pair_features on inference._working_mask:
+    the working-size maps, head applied, thresholded) and an estimate that reads them
+    (quality.estimate with the whole lung's 9 features), on built maps and coefficients."""
+    import tensorflow as tf
+
+    from lungseg import quality
+    from lungseg.inference import _working_mask
+    from lungseg.postprocess import ProbabilityMap
+
+    rng = np.random.default_rng(22)
+    names = list(quality.FEATURES + quality.PAIR_FEATURES)
+    for case in range(4):
+        logits = [(rng.normal(size=(24, 24)) * 4 + shift).astype(np.float32) for shift in (-case, case)]
+        thresholds = [0.5, float(rng.uniform(0.3, 0.7))]
+        params = {"features": names, "mean": rng.random(9).tolist(), "scale": (rng.random(9) + 0.1).tolist(),
+                  "intercept": float(rng.normal()), "coef": rng.normal(size=9).tolist()}
+        row = dict(zip(names, rng.random(9).tolist()), area=0.3)
+        got = harness.evaluate(PAIR_JS, {"logits": [l.ravel().tolist() for l in logits], "size": 24,
+                                         "thresholds": thresholds, "params": params, "row": row})
+        maps = [ProbabilityMap(l, (200, 300), lambda band: np.asarray(tf.sigmoid(band))) for l in logits]
+        masks = [_working_mask(m, t) for m, t in zip(maps, thresholds)]
+        for mine, want in zip(got["masks"], masks):
+            assert np.array_equal(np.array(mine, bool).reshape(24, 24), want), case
+        assert got["pair"] == pytest.approx(quality.pair_features(*masks), rel=1e-12, abs=1e-12), case
+        assert got["estimate"] == pytest.approx(quality.estimate(row, params), rel=1e-12), case
+
+
 @requires_data
 def test_tiff_bmp_webp_masks_match_python(app, python_seg, tmp_path):
     """A real X-ray as 16-bit TIFF, BMP and lossless WebP: the page's masks are Python's."""
