@@ -57,7 +57,7 @@ function applyRules(rules) {
 function showDefinitions(rules) {
   const defs = definitionsOf(rules).map((d) => [d, rules.definitions[d].label, rules.definitions[d].means]);
   const names = definitionsOf(rules).map((d) => rules.definitions[d].name);
-  defs.push([BOTH, "Both", `the ${formatList(names, "and")}, each with its own figures and downloads`]);
+  defs.push([BOTH, "Both", `${formatList(names.map((n) => `the ${n}`), "and")}, each with its own figures and downloads`]);
   if (!defs.some(([d]) => d === state.definition)) state.definition = "visible";
   $("#definition").replaceChildren($("#definition legend"), ...defs.map(([value, label, means]) => {
     const line = document.createElement("label");
