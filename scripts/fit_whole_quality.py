@@ -29,7 +29,7 @@ from lungseg.imageio import read_image
 from lungseg.inference import Segmenter
 from lungseg.perturb import PERTURBATIONS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path("../shared/data")   # beside the project, as the card names it
 FOLDS, SEED = 4, 1234
 VARIANTS = 2                 # degraded copies of each held-out X-ray, besides the clean one
 GOOD_DICE = 0.93             # a good whole-lung mask (the target on v7-whole-lung)

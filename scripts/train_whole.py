@@ -21,7 +21,7 @@ from lungseg import bundle, whole
 from lungseg.datasets import find_samples
 from lungseg.inference import Segmenter
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path("../shared/data")   # beside the project, as the card names it
 
 
 def card_for(base_card: dict, training: dict, held: list[str], figures: dict, data: Path) -> dict:
