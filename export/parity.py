@@ -127,8 +127,10 @@ def choose_dtype(source: Path, images: int = 6, backend: str = "wasm", min_iou: 
                       "max_quality_diff": None if dq is None else round(dq, 6), "pass": ok}
                for name, (size, diff, score, dq, ok) in summary.items()}
     for name, f in figures.items():
-        print(f"  {name}: {f['bytes'] / 1e6:.2f} MB, max |dp| {f['max_prob_diff']:.2e}, "
-              f"min mask IoU {f['min_mask_iou']:.5f} on {len(inputs)} images: {'PASS' if f['pass'] else 'FAIL'}")
+        dq = "n/a" if f["max_quality_diff"] is None else f"{f['max_quality_diff']:.4f}"
+        print(f"  {name}: {f['bytes'] / 1e6:.2f} MB, max |dp| {f['max_prob_diff']:.2e}, min mask IoU "
+              f"{f['min_mask_iou']:.5f}, max |quality diff| {dq} on {len(inputs)} images, "
+              f"{'/'.join(seg.definitions)}: {'PASS' if f['pass'] else 'FAIL'}")
     passing = [name for name in candidates if figures[name]["pass"]]
     best = min(passing, key=lambda n: figures[n]["bytes"]) if passing else "float32"
     return best, {"rule": f"smallest precision with mask IoU >= {min_iou} vs Keras on every checked "

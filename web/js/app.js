@@ -16,7 +16,7 @@ import { describeValidation, formatList } from "./words.js";
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 const state = {
-  rules: null, segmenter: null, results: [], queue: [], busy: false, nextId: 1, threshold: 0.5, opacity: 0.4,
+  rules: null, segmenter: null, results: [], queue: [], busy: false, nextId: 1, threshold: null, opacity: 0.4,
   definition: params.get("definition") || "visible",
   batch: { total: 0, done: 0 }, stopCurrent: null, outputs: null, zip: null, reassessing: 0,
 };
@@ -96,7 +96,7 @@ async function init() {
     state.segmenter = seg;
     const m = seg.meta;
     limitDefinitions(m.outputs);
-    state.threshold = m.threshold;
+    state.threshold = null;   // each definition's own (metadata outputs) until the slider moves
     $("#threshold").value = String(m.threshold);
     $("#threshold-value").textContent = Number(m.threshold).toFixed(2);
     $("#status").textContent = `${m.name} ${m.version} ready, running on ${seg.runsOn}. ` +
@@ -486,9 +486,10 @@ async function reassessAll() {
 }
 
 let pending = 0;
-function onThreshold() {
-  state.threshold = Number($("#threshold").value);
-  $("#threshold-value").textContent = state.threshold.toFixed(2);
+/** The slider's threshold for every definition; `own`: back to each definition's own. */
+function onThreshold(own = false) {
+  state.threshold = own === true ? null : Number($("#threshold").value);
+  $("#threshold-value").textContent = Number($("#threshold").value).toFixed(2);
   cancelAnimationFrame(pending);
   pending = requestAnimationFrame(reassessAll);
 }
@@ -522,7 +523,7 @@ function wire() {
   $("#threshold-reset").addEventListener("click", () => {
     if (!state.segmenter) return;
     $("#threshold").value = String(state.segmenter.meta.threshold);
-    onThreshold();
+    onThreshold(true);
   });
   $("#download-all").addEventListener("click", downloadAll);
   $("#zip-cancel").addEventListener("click", cancelZip);
