@@ -123,15 +123,17 @@ def evaluate(segmenter: Segmenter, samples: list[Sample]) -> dict:
     """Both outputs scored against each sample's (whole-lung) mask at the truth's size: per-image
     Dice and, per definition, the mean metrics, the mean Dice of the worst ``WORST_SHARE`` and the
     lowest; also how much of the visible mask lies outside the whole-lung one (should be ~0), and
-    how many manual masks are closer to the whole-lung output than to the visible one."""
+    how many manual masks are closer to the whole-lung output than to the visible one and how
+    large they are beside it."""
     rows = []
     for sample in samples:
         image, truth = read_image(sample.image), sample.read_mask()
         found = {name: at_truth_size(segmenter.predict(image, definition=name), truth) for name in DEFINITIONS}
         scores = {name: metrics.score(truth, m) for name, m in found.items()}
-        outside = np.count_nonzero(found["visible"].astype(bool) & ~found["whole"].astype(bool))
-        leak = outside / max(int(found["visible"].sum()), 1)
-        rows.append({"image": sample.name, "scores": scores, "visible_outside_whole": float(leak)})
+        visible = max(int(found["visible"].sum()), 1)
+        leak = np.count_nonzero(found["visible"].astype(bool) & ~found["whole"].astype(bool)) / visible
+        rows.append({"image": sample.name, "scores": scores, "visible_outside_whole": float(leak),
+                     "truth_over_visible": float(truth.astype(bool).sum() / visible)})
     summary = {"images": len(rows)}
     for name in DEFINITIONS:
         scores = [r["scores"][name] for r in rows]
@@ -140,9 +142,12 @@ def evaluate(segmenter: Segmenter, samples: list[Sample]) -> dict:
         summary[name] = {**metrics.summarize(scores), "dice_worst_5pct": float(worst.mean()),
                          "dice_min": float(dice[0])}
     summary["visible_outside_whole"] = float(np.mean([r["visible_outside_whole"] for r in rows]))
-    # Which convention each manual mask follows: the output it is closer to (Dice).
+    # Which convention the manual masks follow: how many are closer (Dice) to the whole-lung
+    # output than to the visible field, and their area over the visible output's (median).
     summary["closer_to_whole"] = sum(r["scores"]["whole"]["dice"] > r["scores"]["visible"]["dice"] for r in rows)
+    summary["truth_over_visible_median"] = float(np.median([r["truth_over_visible"] for r in rows]))
     per_image = [{"image": r["image"], "visible_outside_whole": r["visible_outside_whole"],
+                  "truth_over_visible": r["truth_over_visible"],
                   **{f"{n}_dice": r["scores"][n]["dice"] for n in DEFINITIONS}} for r in rows]
     return {"summary": summary, "images": per_image}
 

@@ -42,6 +42,7 @@ def card_for(base_card: dict, training: dict, held: list[str], figures: dict, da
         "training": {k: v for k, v in training.items() if k != "history"},
         "visible_outside_whole": {k: v["visible_outside_whole"] for k, v in figures.items()},
         "closer_to_whole": {k: f"{v['closer_to_whole']} of {v['images']} manual masks" for k, v in figures.items()},
+        "truth_over_visible_median": {k: round(v["truth_over_visible_median"], 3) for k, v in figures.items()},
     }
     return card
 
