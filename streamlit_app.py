@@ -372,14 +372,17 @@ def main() -> None:
     matches = analysis.match_truths([f.name for f in files], list(truth_files))
     with st.spinner(f"Segmenting {len(files)} file(s)…"):
         entries, rows = segment_all(files, truth_files, matches, folder, asked, thresholds, card["name"])
-    st.header("Results")
-    summary(entries, card["name"], thresholds, seg)
-    results_table(rows, entries, opacity, folder, asked)
-    for name in (n for n in truth_files if n not in matches.values()):
-        st.warning(f"Ground-truth mask {name} matches no uploaded X-ray by file name.")
-    # Flagged X-rays first, then the others, then files not segmented (as in the tables).
-    for entry in sorted(entries, key=lambda e: ("error" in e["result"], not flagged(e))):
-        show_result(entry, opacity, folder)
+    # One container: the comparison below keeps its place in the page whatever the results hold
+    # (its browser half, an iframe, stops being heard when elements before it come and go).
+    with st.container():
+        st.header("Results")
+        summary(entries, card["name"], thresholds, seg)
+        results_table(rows, entries, opacity, folder, asked)
+        for name in (n for n in truth_files if n not in matches.values()):
+            st.warning(f"Ground-truth mask {name} matches no uploaded X-ray by file name.")
+        # Flagged X-rays first, then the others, then files not segmented (as in the tables).
+        for entry in sorted(entries, key=lambda e: ("error" in e["result"], not flagged(e))):
+            show_result(entry, opacity, folder)
     if compare:
         comparison(entries, asked, thresholds)
 

@@ -192,6 +192,7 @@ def test_upload_download_and_compare(servers, page, xray, expected, tmp_path):
 
     whole_lung = rules.DEFINITIONS["whole"]["name"]                  # the whole lung, in the browser too
     page.get_by_test_id("stSidebar").get_by_text("Both, one after the other").click()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(3)     # a table per definition, refused
     page.get_by_test_id("stRadio").filter(has_text="Lung definition to compare").get_by_text(
         rules.DEFINITIONS["whole"]["label"]).click()
     expect(page.get_by_text(f"browser (TF.js, wasm), {whole_lung}")).to_be_visible()
