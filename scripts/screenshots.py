@@ -26,6 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from export.browser import CHROMIUM, CHROMIUM_ARGS, DATA  # noqa: E402
+from lungseg.rules import DEFINITIONS  # noqa: E402
 
 XRAY = DATA / "Val" / "COVID-19" / "images" / "covid_1902.png"
 # The app scrolls inside its own frame, so its window is made tall enough to show the upload, the
@@ -91,10 +92,14 @@ def save(png: bytes, path: Path) -> None:
 
 
 def app_screenshot(browser, url: str, xray: Path, path: Path) -> None:
-    """The app with the X-ray segmented: upload box, results table, the X-ray's overlay and mask."""
+    """The app with the X-ray segmented, both lung definitions chosen: the choice with what each
+    means, upload box, results tables, the X-ray's overlay and mask."""
     page = browser.new_page(viewport=APP_VIEW)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stRadio").get_by_text("Both").click()
+    sidebar.get_by_text(DEFINITIONS["whole"]["means"]).wait_for()
     page.locator("input[type=file]").first.set_input_files(str(xray))
     page.get_by_test_id("stMetric").filter(has_text="Lung area").first.wait_for()
     page.get_by_test_id("stImage").first.wait_for()
