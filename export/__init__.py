@@ -6,9 +6,10 @@
 
 The export is a TF.js *graph model* (Keras 3 ``model.export`` SavedModel ->
 ``tensorflowjs_converter``) with a dynamic input (batch, H, W, 3): raw RGB 0-255 of any size
-in, lung probability at that size out. ``metadata.json`` beside ``model.json`` carries what the
-page needs (threshold, clean-up, input size, metrics, dtype, download size), read from the
-model's card, so nothing about the model is written into the page.
+in, lung probability at that size out (one output per lung definition the model outlines).
+``metadata.json`` beside ``model.json`` carries what the page needs (threshold, clean-up, input
+size, metrics, dtype, download size, and per definition its graph output, threshold and quality
+estimator), read from the model's card, so nothing about the model is written into the page.
 """
 from .convert import DTYPES, export_model
 
