@@ -18,12 +18,11 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import PurePath
-from types import SimpleNamespace
 
 import numpy as np
 
 from lungseg import ImageError, read_mask, rules
-from lungseg.batch import DEFINITION_COLUMNS, _messages
+from lungseg.batch import DEFINITION_COLUMNS, messages
 from lungseg.imageio import encode_png
 from lungseg.measure import side_labels
 from lungseg.plots import overlay
@@ -134,7 +133,7 @@ def manifest_row(name: str, out: str, outlines: dict[str, dict], seg_error: str 
                 row[column] = " ".join(w["code"] for w in result["warnings"])
             elif base in result:
                 row[column] = result[base]
-    said = _messages({d: SimpleNamespace(warnings=r["warnings"]) for d, r in outlines.items()})
+    said = messages({d: r["warnings"] for d, r in outlines.items()})
     return {**row, "message": " ".join(filter(None, [said, seg_error]))}
 
 

@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_inference.py [--model DIR] [--repeats 50]
 
 Prints, for one 256x256 X-ray: median latency of ``Segmenter.predict`` (model + threshold +
-clean-up), of ``Segmenter.analyze`` (the same plus quality estimate and warnings) and of the
+clean-up), of ``Segmenter.analyze`` (the same plus quality estimate and warnings; for a model
+with two lung definitions also the whole lung's ``predict`` and ``analyze`` of both) and of the
 model call alone, as Segmenter makes it (at the model's working size) beside the whole graph at
 the input's size; and images/second for batches of 1, 8 and 32. Full-size X-rays:
 bench/bench_full_size.py.
@@ -54,6 +55,11 @@ def bench(folder: Path, image: np.ndarray, repeats: int) -> None:
     print(f"  predict(), one 256x256 image: median {1000 * statistics.median(predict):.1f} ms")
     print(f"  analyze() (+ quality, checks): median {1000 * statistics.median(analyze):.1f} ms "
           f"({100 * (statistics.median(analyze) / statistics.median(predict) - 1):+.1f}%)")
+    if len(seg.definitions) > 1:
+        whole, both = interleaved(lambda: seg.predict(image, definition="whole"),
+                                  lambda: seg.analyze(image, definition="both"), repeats)
+        print(f"  predict(definition='whole'):  median {1000 * statistics.median(whole):.1f} ms; "
+              f"analyze(definition='both'): {1000 * statistics.median(both):.1f} ms")
     working1 = resize_input(image, seg.input_size)[None]
     working, whole = interleaved(lambda: seg.working_model(working1, training=False),
                                  lambda: seg.model(batch1, training=False), repeats)

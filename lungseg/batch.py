@@ -522,7 +522,7 @@ class Writer:
                **{column: str(job.path(column)) if column in files else "" for column in COLUMNS},
                "width": result.mask.shape[1], "height": result.mask.shape[0],
                "spacing_source": result.dicom.spacing_source if result.dicom else "",
-               "message": _messages(outlines)}
+               "message": messages({d: o.warnings for d, o in outlines.items()})}
         for definition, outline in outlines.items():
             row.update({rules.column(name, definition): value for name, value in outline.areas.items()})
             row[rules.column("quality", definition)] = outline.quality
@@ -530,16 +530,17 @@ class Writer:
         return row
 
 
-def _messages(outlines: dict[str, Analysis]) -> str:
-    """The warnings' messages of every definition analysed, each once; with more than one
-    definition, those of one definition only start with its label ("Whole lung: ...")."""
-    said = [[w["message"] for w in outline.warnings] for outline in outlines.values()]
+def messages(warnings: dict[str, list[dict]]) -> str:
+    """The manifest's ``message``: the warnings of every definition analysed ({definition:
+    [{"code", "message"}]}), each once; with more than one definition, those of one definition
+    only start with its label ("Whole lung: ..."). The app's zip writes the same."""
+    said = [[w["message"] for w in found] for found in warnings.values()]
     shared = set.intersection(*map(set, said))
-    messages = []
-    for definition, own in zip(outlines, said):
-        label = f"{rules.DEFINITIONS[definition]['label']}: " if len(outlines) > 1 else ""
-        messages += [m if m in shared else label + m for m in own if not (m in shared and m in messages)]
-    return " ".join(messages)
+    out = []
+    for definition, own in zip(warnings, said):
+        label = f"{rules.DEFINITIONS[definition]['label']}: " if len(warnings) > 1 else ""
+        out += [m if m in shared else label + m for m in own if not (m in shared and m in out)]
+    return " ".join(out)
 
 
 def _read(job: Job) -> tuple:
