@@ -121,10 +121,11 @@ def val_check(batch: int = 16) -> int:
     ious, equal, dq, warned_alike = [], 0, 0.0, 0
     for start in range(0, len(paths), batch):
         images = [read_image(p) for p in paths[start:start + batch]]
-        probas = np.asarray(seg.model(np.stack(images).astype(np.float32), training=False))[..., 0]
+        # the visible field: the first of the default model's two outputs
+        probas = np.asarray(seg.model(np.stack(images).astype(np.float32), training=False)[0])[..., 0]
         for image, proba, result in zip(images, probas, seg.analyze_batch(images)):
             if result.inverted:                 # compared against the graph on the inverse
-                proba = np.asarray(seg.model((255 - image)[None].astype(np.float32), training=False))[0, ..., 0]
+                proba = np.asarray(seg.model((255 - image)[None].astype(np.float32), training=False)[0])[0, ..., 0]
             raw = (proba >= seg.threshold).astype(np.uint8)
             mask = seg.to_mask(proba)
             feats = quality.features(proba, raw, mask)

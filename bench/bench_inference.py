@@ -61,13 +61,13 @@ def bench(folder: Path, image: np.ndarray, repeats: int) -> None:
         print(f"  predict(definition='whole'):  median {1000 * statistics.median(whole):.1f} ms; "
               f"analyze(definition='both'): {1000 * statistics.median(both):.1f} ms")
     working1 = resize_input(image, seg.input_size)[None]
-    working, whole = interleaved(lambda: seg.working_model(working1, training=False),
+    working, whole = interleaved(lambda: seg.working_model(['visible'])(working1, training=False),
                                  lambda: seg.model(batch1, training=False), repeats)
     print(f"  model call alone:             median {1000 * statistics.median(working):.1f} ms at working "
           f"size (the whole graph at 256x256: {1000 * statistics.median(whole):.1f} ms)")
     for size in (1, 8, 32):
         batch = np.repeat(working1, size, axis=0)
-        t = timed(lambda: seg.working_model(batch, training=False), max(3, repeats // size))
+        t = timed(lambda: seg.working_model(['visible'])(batch, training=False), max(3, repeats // size))
         print(f"  batch of {size:2d}: {size / statistics.median(t):6.1f} images/s")
 
 

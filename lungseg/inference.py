@@ -128,7 +128,8 @@ class Segmenter:
         self.keep_regions = int(post.get("keep_largest", 0))
         self.fill_holes = bool(post.get("fill_holes", False))
         self.input_size = int(model.get_layer("preprocess").size)
-        self.working_model, heads = split_at_working_size(model)
+        self._working, heads = split_at_working_size(model)
+        self._working_parts: dict[tuple[str, ...], keras.Model] = {}
         self.outputs = read_outputs(model, card, heads)
 
     @classmethod
@@ -164,11 +165,23 @@ class Segmenter:
     head = property(lambda self: self.outputs["visible"].head)
     quality_params = property(lambda self: self.outputs["visible"].quality)
 
-    def probability_maps(self, images: Iterable[ImageInput], batch_size: int = 8,
-                         invert: bool = False) -> list[dict[str, ProbabilityMap]]:
-        """Every output's probability of each image, {definition: map}, kept at the model's
-        working size (one pass of the model; images of any sizes run together in batches);
-        ``invert``: of each image's negative."""
+    def working_model(self, definitions: Iterable[str] | None = None) -> keras.Model:
+        """The model cut at its working size, giving the outputs of ``definitions`` (default: all)
+        in that order and running only the layers they need: the visible field alone skips the
+        whole lung's branch."""
+        key = tuple(definitions or self.definitions)
+        if key not in self._working_parts:
+            cuts = [self._working.outputs[self.output(d).index] for d in key]
+            self._working_parts[key] = keras.Model(self._working.input, cuts, name=f"{self._working.name}_{'_'.join(key)}")
+        return self._working_parts[key]
+
+    def probability_maps(self, images: Iterable[ImageInput], batch_size: int = 8, invert: bool = False,
+                         definitions: Iterable[str] | None = None) -> list[dict[str, ProbabilityMap]]:
+        """The probability of each image per definition, {definition: map} (default: every one the
+        model gives), kept at the model's working size (one pass of the model; images of any
+        sizes run together in batches); ``invert``: of each image's negative."""
+        definitions = list(definitions or self.definitions)
+        model = self.working_model(definitions)
         shapes, inputs = [], []
         for image in images:
             array = read_image(image)
@@ -176,18 +189,22 @@ class Segmenter:
             inputs.append(resize_input(array, self.input_size, invert))
         out = []
         for start in range(0, len(inputs), batch_size):
-            values = self.working_model(np.stack(inputs[start:start + batch_size]), training=False)
+            values = model(np.stack(inputs[start:start + batch_size]), training=False)
             values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
             for i, shape in enumerate(shapes[start:start + batch_size]):
-                out.append({d: ProbabilityMap(values[o.index][i, ..., 0], shape, o.head)
-                            for d, o in self.outputs.items()})
+                out.append({d: ProbabilityMap(v[i, ..., 0], shape, self.outputs[d].head)
+                            for d, v in zip(definitions, values)})
         return out
+
+    def _computed(self, wanted: list[str]) -> list[str]:
+        """The outputs to compute for ``wanted``: the whole lung's quality reads the visible field's too."""
+        return self.definitions if "whole" in wanted else wanted
 
     def probabilities(self, images: Iterable[ImageInput], batch_size: int = 8, invert: bool = False,
                       definition: str = "visible") -> list[ProbabilityMap]:
         """The ``definition``'s probability of each image at the model's working size."""
         self.output(definition)
-        return [maps[definition] for maps in self.probability_maps(images, batch_size, invert)]
+        return [maps[definition] for maps in self.probability_maps(images, batch_size, invert, [definition])]
 
     def predict_proba(self, image: ImageInput, definition: str = "visible") -> np.ndarray:
         """Lung probability per pixel, float32 (H, W) at the image's own size."""
@@ -220,7 +237,7 @@ class Segmenter:
         output = self.outputs[definition]
         t = output.threshold if threshold is None else threshold
         mask, feats = full_size_mask(maps[definition], t, self.keep_regions, self.fill_holes)
-        if "whole" in maps:
+        if len(maps) > 1:
             feats.update(quality.pair_features(*(_working_mask(maps[d], self.outputs[d].threshold)
                                                  for d in ("visible", "whole"))))
         params = output.quality
@@ -263,13 +280,15 @@ class Segmenter:
         wanted = self.chosen(definition)
         arrays = [array for array, _ in inputs]
         results = []
-        for (array, dicom), maps in zip(inputs, self.probability_maps(arrays, batch_size)):
+        computed = self._computed(wanted)
+        for (array, dicom), maps in zip(inputs, self.probability_maps(arrays, batch_size, definitions=computed)):
             found = (dicom.warnings if dicom else []) + checks.image_warnings(checks.image_stats(array))
             result = self._assess_all(maps, wanted, threshold)
             doubtful = not checks.plausible(result.features) or any(
                 w["code"] == "low_quality" for w in result.warnings)
             if not found and doubtful:
-                inverse = self._assess_all(self.probability_maps([array], invert=True)[0], wanted, threshold)
+                inverse = self._assess_all(self.probability_maps([array], invert=True, definitions=computed)[0],
+                                           wanted, threshold)
                 if checks.inverse_is_better(result.features, result.quality, inverse.features, inverse.quality):
                     result = inverse
                     for outline in result.outlines.values():

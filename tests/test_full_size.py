@@ -23,9 +23,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
-def graph_probability(seg: Segmenter, image: np.ndarray) -> np.ndarray:
-    """The whole saved graph on the full-size image: (H, W) float32."""
-    return np.asarray(seg.model(image[None].astype(np.float32), training=False))[0, ..., 0]
+def graph_probability(seg: Segmenter, image: np.ndarray, definition: str = "visible") -> np.ndarray:
+    """The whole saved graph on the full-size image: ``definition``'s output, (H, W) float32."""
+    out = seg.model(image[None].astype(np.float32), training=False)
+    out = out if isinstance(out, (list, tuple)) else [out]
+    return np.asarray(out[seg.output(definition).index])[0, ..., 0]
 
 
 def graph_analysis(seg: Segmenter, image: np.ndarray) -> tuple[np.ndarray, dict, float, list[str]]:
@@ -74,14 +76,15 @@ def test_numpy_resizes_equal_the_graphs():
 
 
 def test_both_committed_models_give_the_graphs_probability_at_any_size():
-    """The seed (no layer after its resize) and the default (a sigmoid after it), on built inputs
-    of several sizes batched together."""
+    """The seed (no layer after its resize) and the default (a sigmoid after it; both its lung
+    definitions), on built inputs of several sizes batched together."""
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, shape + (3,), np.uint8) for shape in [(256, 256), (301, 227), (640, 480)]]
     for folder in (bundle.DEFAULT_MODEL, bundle.SEED_MODEL):
         seg = Segmenter.load(folder)
-        for image, proba in zip(images, seg.predict_proba_batch(images, batch_size=3)):
-            np.testing.assert_allclose(proba, graph_probability(seg, image), atol=1e-6)
+        for definition in seg.definitions:
+            for image, proba in zip(images, seg.predict_proba_batch(images, batch_size=3, definition=definition)):
+                np.testing.assert_allclose(proba, graph_probability(seg, image, definition), atol=1e-6)
 
 
 @requires_data
