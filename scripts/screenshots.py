@@ -109,12 +109,14 @@ def app_screenshot(browser, url: str, xray: Path, path: Path) -> None:
 
 
 def web_screenshot(browser, url: str, xray: Path, path: Path) -> None:
-    """The page (wasm) with the X-ray segmented, once it is saved for offline use."""
+    """The page (wasm) with the X-ray segmented, both lung definitions chosen, once it is saved
+    for offline use."""
     page = browser.new_page(viewport=WEB_VIEW)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url + "?backend=wasm")
     page.wait_for_function("document.body.dataset.ready === 'true'")
     page.wait_for_function("document.querySelector('#offline').textContent.includes('Saved')")
+    page.check("#definition input[value=both]")
     page.set_input_files("#files", [str(xray)])
     page.wait_for_selector("li.result[data-status=done]")
     page.wait_for_timeout(500)

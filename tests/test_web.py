@@ -874,6 +874,15 @@ def test_quality_and_warnings_equal_python(app, python_seg, tmp_path):
         assert np.array_equal(labels, side_labels(got["mask"])), name
 
 
+def _download_all(page, path) -> dict[str, bytes]:
+    """The page's "Download all" zip, saved to ``path``: {name: bytes}."""
+    with page.expect_download() as info:
+        page.click("#download-all")
+    info.value.save_as(path)
+    with zipfile.ZipFile(path) as archive:
+        return {n: archive.read(n) for n in archive.namelist()}
+
+
 @requires_data
 def test_zip_is_laid_out_like_the_cli_output_folder(app, python_seg, dicom_grey, tmp_path, monkeypatch):
     """The page's zip and ``lungseg predict --labels`` on the same files (two called xray.png and a
@@ -909,11 +918,7 @@ def test_zip_is_laid_out_like_the_cli_output_folder(app, python_seg, dicom_grey,
         with app.expect_download() as info:
             second_item.locator(f"button.download-{kind}").click()
         assert info.value.suggested_filename == f"xray-2.png.{kind}.png"
-    with app.expect_download() as info:
-        app.click("#download-all")
-    info.value.save_as(tmp_path / "page.zip")
-    with zipfile.ZipFile(tmp_path / "page.zip") as archive:
-        page = {n: archive.read(n) for n in archive.namelist()}
+    page = _download_all(app, tmp_path / "page.zip")
     assert sorted(page) == sorted(n for n in cli if not n.endswith(".seg.dcm"))
 
     rows = list(csv.DictReader(io.StringIO(page["manifest.csv"].decode())))
@@ -995,11 +1000,7 @@ def test_both_definitions_equal_python_and_the_cli(app, python_seg, tmp_path, mo
         with app.expect_download() as info:
             item.locator("button.download-mask[data-definition=whole]").click()
         assert info.value.suggested_filename == "chest.png.whole.mask.png"
-        with app.expect_download() as info:
-            app.click("#download-all")
-        info.value.save_as(tmp_path / "page.zip")
-        with zipfile.ZipFile(tmp_path / "page.zip") as archive:
-            zipped = {n: archive.read(n) for n in archive.namelist()}
+        zipped = _download_all(app, tmp_path / "page.zip")
         assert sorted(zipped) == sorted(n for n in cli if not n.endswith(".seg.dcm"))
         rows = list(csv.DictReader(io.StringIO(zipped["manifest.csv"].decode())))
         expected_rows = list(csv.DictReader(io.StringIO(cli["manifest.csv"].decode())))
