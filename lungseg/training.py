@@ -168,7 +168,8 @@ def train(data: str | Path, out: str | Path, val: str | Path | None = None,
             model = keras.models.load_model(last)
             log.info("resuming %s after epoch %d", last, len(history))
         elif fine_tune:  # today's architecture, with the weights of the model fine-tuned
-            source = bundle.load(fine_tune)[0]
+            from .whole import visible_only     # (whole.py trains on top of this module)
+            source = visible_only(bundle.load(fine_tune)[0])   # a whole-lung branch is not carried over
             model = ARCHITECTURES[architecture](
                 intensity=TRAIN_INTENSITY if robust else source.get_layer("preprocess").intensity)
             for layer in source.layers:

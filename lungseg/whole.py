@@ -203,6 +203,8 @@ def train(model: keras.Model, train_samples: list[Sample], held_samples: list[Sa
     if best:
         for layer, weights in zip(branch_layers(model), best[1]):
             layer.set_weights(weights)
+    for layer in model.layers:      # saved as the default is: no layer frozen (a fine-tune would not train)
+        layer.trainable = True
     chosen = best[0] if best else history[-1]
     return {"best_epoch": chosen["epoch"], "epochs": epochs, "train_images": len(train_samples),
             "held_out_images": len(held_samples or []), "held_out_dice_at_best": chosen.get("val_dice"),

@@ -25,7 +25,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from lungseg import bundle, losses
+from lungseg import bundle, losses, whole
 from lungseg.datasets import find_samples
 from lungseg.training import dataset, distribution, load_arrays, train
 
@@ -36,7 +36,7 @@ for strategy in ("default", "mirrored"):
     keras.utils.set_random_seed(0)
     distributed = distribution(strategy)
     with distributed.scope():       # a few more steps for the committed (context) model
-        model = bundle.load()[0]
+        model = whole.visible_only(bundle.load()[0])
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False

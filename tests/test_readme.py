@@ -206,6 +206,8 @@ def test_readme_command_line_runs_as_written(tmp_path):
     for xray in xrays:
         for kind in ("mask", "overlay"):
             assert (out / (xray.name + rules.OUTPUTS[kind])).is_file()
+            for definition in rules.DEFINITIONS:     # the --definition both line
+                assert (tmp_path / "both" / (xray.name + rules.output_name(kind, definition))).is_file()
     with (out / rules.OUTPUTS["manifest"]).open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == rules.MANIFEST_COLUMNS
