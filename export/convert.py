@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lungseg import bundle
+
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 DEFAULT_OUT = WEB / "model"
@@ -90,8 +92,9 @@ def _layer_of(node_name: str, layers: list[str]) -> str | None:
 def map_outputs(model_json: dict, card: dict) -> dict:
     """Each lung definition the card describes -> {definition, index (its place among the graph's
     outputs as TF.js lists them: the graph may order them unlike Keras), output (the signature's
-    tensor name), layer, threshold, quality}, found by the Keras layer each output comes from."""
-    described = card.get("outputs") or {"visible": {}}
+    tensor name), layer, threshold, quality, metrics}, found by the Keras layer each output comes
+    from; threshold, quality and metrics as ``lungseg.bundle.outputs`` reads the card."""
+    described = bundle.outputs(card)
     layers = {facts["layer"]: d for d, facts in described.items() if "layer" in facts}
     nodes = {node["name"]: node for node in model_json["modelTopology"]["node"]}
     names = [v["name"] for v in model_json["signature"]["outputs"].values()]
@@ -110,11 +113,9 @@ def map_outputs(model_json: dict, card: dict) -> dict:
     missing = sorted(set(described) - set(found))
     if missing:
         raise RuntimeError(f"the exported graph has no output for {', '.join(missing)} (outputs: {names})")
-    for definition, facts in described.items():
-        visible = definition == "visible"
-        found[definition]["threshold"] = float(facts.get("threshold", card.get("threshold", 0.5) if visible else 0.5))
-        found[definition]["quality"] = facts.get("quality", card.get("quality") if visible else None)
-    return {d: found[d] for d in described}   # the card's order: the visible field first
+    return {d: {**found[d], "threshold": facts["threshold"], "quality": facts["quality"],
+                "metrics": facts.get("metrics", {})}
+            for d, facts in described.items()}   # the card's order: the visible field first
 
 
 def _converter() -> list[str]:
@@ -127,7 +128,6 @@ def export_model(model_dir: str | Path | None = None, out: str | Path = DEFAULT_
                  dtype: str = DEFAULT_DTYPE, quiet: bool = False, extra: dict | None = None) -> dict:
     """Export a saved model folder to TF.js in ``out``; returns the metadata written there."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from lungseg import bundle
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")

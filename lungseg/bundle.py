@@ -44,6 +44,21 @@ def load(path: str | Path = DEFAULT_MODEL) -> tuple[keras.Model, dict]:
     return model, read_card(folder)
 
 
+def outputs(card: dict) -> dict[str, dict]:
+    """Each lung definition the card's model outlines -> its facts (``layer`` when named,
+    ``threshold``, ``quality`` (None without an estimator), ``meaning``, ``metrics``): the card's
+    ``outputs``; a card without them describes one output, the visible lung field. The card's
+    top-level threshold and quality are the visible field's. Python and the page's export read
+    them here."""
+    found = {}
+    for definition, facts in (card.get("outputs") or {"visible": {}}).items():
+        visible = definition == "visible"
+        found[definition] = {**facts,
+                             "threshold": float(facts.get("threshold", card.get("threshold", 0.5) if visible else 0.5)),
+                             "quality": facts.get("quality", card.get("quality") if visible else None)}
+    return found
+
+
 def save(model: keras.Model, card: dict, folder: str | Path) -> Path:
     """Write ``model`` (without optimizer state) and its card into ``folder``."""
     folder = Path(folder)

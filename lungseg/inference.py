@@ -105,16 +105,12 @@ class Output:
 
 
 def read_outputs(model, card: dict, heads: list) -> dict[str, Output]:
-    """The definitions ``model`` outlines, from its card's ``outputs`` ({definition: {"layer",
-    "threshold", "quality", ...}}); a card without them describes one output, the visible lung
-    field. The card's top-level threshold and quality are the visible field's."""
+    """The definitions ``model`` outlines (``bundle.outputs``: the card's ``outputs``, else one,
+    the visible lung field), each found by its layer among the model's outputs."""
     found = {}
-    for definition, facts in (card.get("outputs") or {"visible": {}}).items():
+    for definition, facts in bundle.outputs(card).items():
         index = model.outputs.index(model.get_layer(facts["layer"]).output) if "layer" in facts else 0
-        visible = definition == "visible"
-        threshold = facts.get("threshold", card.get("threshold", 0.5) if visible else 0.5)
-        estimator = facts.get("quality", card.get("quality") if visible else None)
-        found[definition] = Output(definition, index, float(threshold), estimator, heads[index])
+        found[definition] = Output(definition, index, facts["threshold"], facts["quality"], heads[index])
     return found
 
 

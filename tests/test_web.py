@@ -302,11 +302,14 @@ def test_cancel_stops_the_batch(app):
 
 
 def test_no_developer_details_in_sight(browser, site, app):
-    """The footer names the validation set in words (no path); with no GPU the backend note
-    says so plainly (no driver string); the raw backend notes go to the console."""
+    """The footer names the validation set in words (no path), and the whole lung's held-out
+    figure; with no GPU the backend note says so plainly (no driver string); the raw backend
+    notes go to the console."""
     footer = app.inner_text("#model-info")
     assert "/" not in footer and "shared" not in footer and "validated on" in footer
     assert f"Dice {META['metrics']['dice']:.3f}" in footer
+    held_out = META["outputs"]["whole"]["metrics"]["v7-whole-lung held out"]
+    assert f"whole lung: Dice {held_out['dice']:.3f} on {held_out['images']} X-rays of v7-whole-lung held out" in footer
     context = browser.new_context(service_workers="block")
     page = context.new_page()
     console = []

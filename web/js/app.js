@@ -11,7 +11,7 @@ import { acceptAttribute, formatG, loadRules } from "./rules.js";
 import { pageFormats } from "./decode.js";
 import { OUTPUT_KINDS, column, manifestCsv, messages, outputName, outputNames } from "./results.js";
 import { registerServiceWorker } from "./serviceworker.js";
-import { describeValidation, formatList } from "./words.js";
+import { describeOutput, describeValidation, formatList } from "./words.js";
 
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
@@ -106,7 +106,9 @@ async function init() {
       $("#backend-note").hidden = false;
       $("#backend-note").textContent = seg.userNote;
     }
-    const validation = describeValidation(m.metrics);
+    const validation = [describeValidation(m.metrics), ...Object.values(m.outputs || {})
+      .filter((o) => o.definition !== "visible")
+      .map((o) => describeOutput(state.rules.definitions[o.definition].name, o.metrics))].filter(Boolean).join("; ");
     $("#model-info").textContent = `Model ${m.name} ${m.version} (input ${m.input_size} px, threshold ${m.threshold}` +
       `${m.postprocess?.keep_largest ? `, keeps the ${m.postprocess.keep_largest} largest regions` : ""}` +
       `${m.postprocess?.fill_holes ? ", holes filled" : ""})${validation ? `, ${validation}` : ""}.`;

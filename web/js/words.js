@@ -23,3 +23,12 @@ export function describeValidation(metrics) {
   if (typeof metrics.accuracy === "number") figures.push(`pixel accuracy ${(metrics.accuracy * 100).toFixed(1)}%`);
   return `validated on ${images}${dataset}X-rays${split ? ` (${split[1]} split)` : ""}: ${figures.join(", ")}`;
 }
+
+/** Another lung definition's figures (metadata outputs[d].metrics: {"v7-whole-lung held out":
+ *  {images, dice}}) -> "whole lung: Dice 0.956 on 37 X-rays of v7-whole-lung held out" (its first data set). */
+export function describeOutput(name, metrics) {
+  const [data, figures] = Object.entries(metrics || {})[0] || [];
+  if (!figures || typeof figures.dice !== "number") return "";
+  const images = Number.isInteger(figures.images) ? `${figures.images} ` : "";
+  return `${name}: Dice ${figures.dice.toFixed(3)} on ${images}X-rays of ${data.split(/[\\/]+/).filter(Boolean).join(" ")}`;
+}
